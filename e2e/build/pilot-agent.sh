@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Builds Istio's real pilot-agent from the istio.io/istio module pinned in e2e/pilotagent/go.mod into a cache
+# outside the clone. Prints the path of the binary; reuses a cached build of the same pinned version.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/../pilotagent" && pwd)
+CACHE=${ISTIO_SIDECAR_CACHE:-/var/cache/istio-sidecar}
+version=$(cd "$here" && go list -m -f '{{.Version}}' istio.io/istio)
+OUT="$CACHE/pilot-agent-$version/pilot-agent"
+# A build from an older revision of this script lacks the version stamp: rebuild it.
+if [ -x "$OUT" ] && "$OUT" version -s 2>/dev/null | grep -q unknown; then rm -f "$OUT"; fi
+
+if [ -x "$OUT" ]; then
+  echo "$OUT"
+  exit 0
+fi
+mkdir -p "$(dirname "$OUT")"
+# Stamp the version as Istio's Makefile does (VERSION file + "-dev"), so that `pilot-agent version` and the
+# driver's fingerprint report it instead of "unknown".
+src=$(cd "$here" && go list -m -f '{{.Dir}}' istio.io/istio)
+commit=${version##*-}
+pkg=istio.io/istio/pkg/version
+ldflags="-X $pkg.buildVersion=$(cat "$src/VERSION")-dev -X $pkg.buildGitRevision=$commit -X $pkg.buildStatus=Clean -X $pkg.buildTag=$version"
+# Istio's own release builds are static; a static binary also runs as the proxy user from any directory.
+(cd "$here" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$OUT.tmp" istio.io/istio/pilot/cmd/pilot-agent) >&2
+mv "$OUT.tmp" "$OUT"
+echo "$OUT"
