@@ -10,18 +10,23 @@ OUT="$CACHE/pilot-agent-$version/pilot-agent"
 # A build from an older revision of this script lacks the version stamp: rebuild it.
 if [ -x "$OUT" ] && "$OUT" version -s 2>/dev/null | grep -q unknown; then rm -f "$OUT"; fi
 
-if [ -x "$OUT" ]; then
+# pilot-agent renders Envoy's bootstrap from this template; Istio's packages install it at
+# /var/lib/istio/envoy/envoy_bootstrap_tmpl.json, the driver's default bootstrap_template_path.
+TEMPLATE="$(dirname "$OUT")/envoy_bootstrap_tmpl.json"
+
+if [ -x "$OUT" ] && [ -f "$TEMPLATE" ]; then
   echo "$OUT"
   exit 0
 fi
 mkdir -p "$(dirname "$OUT")"
+src=$(cd "$here" && go list -m -f '{{.Dir}}' istio.io/istio)
 # Stamp the version as Istio's Makefile does (VERSION file + "-dev"), so that `pilot-agent version` and the
 # driver's fingerprint report it instead of "unknown".
-src=$(cd "$here" && go list -m -f '{{.Dir}}' istio.io/istio)
 commit=${version##*-}
 pkg=istio.io/istio/pkg/version
 ldflags="-X $pkg.buildVersion=$(cat "$src/VERSION")-dev -X $pkg.buildGitRevision=$commit -X $pkg.buildStatus=Clean -X $pkg.buildTag=$version"
 # Istio's own release builds are static; a static binary also runs as the proxy user from any directory.
 (cd "$here" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$OUT.tmp" istio.io/istio/pilot/cmd/pilot-agent) >&2
 mv "$OUT.tmp" "$OUT"
+install -m 0644 "$src/tools/packaging/common/envoy_bootstrap.json" "$TEMPLATE"
 echo "$OUT"

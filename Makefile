@@ -1,0 +1,60 @@
+# istio-sidecar: a Nomad task driver that runs Istio's sidecar. `make help` lists the targets.
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+export ISTIO_SIDECAR_CACHE ?= /var/cache/istio-sidecar
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X github.com/istio-sidecar/istio-sidecar/driver.Version=$(VERSION)
+
+# The real pilot-agent (built from the pinned istio.io/istio module) and, unless ISTIO_SIDECAR_ENVOY points at a
+# real Envoy, the stand-in Envoy. Evaluated lazily: only the targets that need them build them.
+PILOT_AGENT = $(shell e2e/build/pilot-agent.sh)
+ISTIO_SIDECAR_ENVOY ?= $(CURDIR)/bin/standin-envoy
+
+.PHONY: help
+help: ## Show this list
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## Build the plugin into bin/istio-sidecar
+	go build -trimpath -ldflags "$(LDFLAGS)" -o bin/istio-sidecar ./cmd/istio-sidecar
+
+.PHONY: standin
+standin: ## Build the stand-in Envoy used by the tests (never a plugin default)
+	go build -o bin/standin-envoy ./e2e/standin-envoy
+
+.PHONY: setup
+setup: ## Install host packages and the proxy user, build pilot-agent and Nomad v1.6.3 (cached)
+	e2e/build/host-setup.sh
+	e2e/build/pilot-agent.sh >/dev/null
+	e2e/build/nomad.sh >/dev/null
+
+.PHONY: check
+check: ## gofmt and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	go vet ./...
+	go vet -tags e2e ./e2e/...
+
+.PHONY: unit
+unit: setup build standin ## Unit and driver integration tests (real pilot-agent, Nomad's driver harness)
+	ISTIO_SIDECAR_PILOT_AGENT=$(PILOT_AGENT) ISTIO_SIDECAR_ENVOY=$(ISTIO_SIDECAR_ENVOY) \
+	ISTIO_SIDECAR_REQUIRE_INTEGRATION=1 go test -count=1 -timeout 15m ./...
+
+.PHONY: e2e
+e2e: setup build standin ## End-to-end scenarios on a real Nomad v1.6.3 agent
+	NOMAD_BIN=$$(e2e/build/nomad.sh) ISTIO_SIDECAR_BIN=$(CURDIR)/bin/istio-sidecar \
+	ISTIO_SIDECAR_PILOT_AGENT=$(PILOT_AGENT) ISTIO_SIDECAR_ENVOY=$(ISTIO_SIDECAR_ENVOY) \
+	ISTIO_SIDECAR_REQUIRE_INTEGRATION=1 go test -count=1 -timeout 20m -tags e2e ./e2e/
+
+.PHONY: test
+test: check unit e2e ## Everything CI runs (as root, on a fresh Debian machine)
+
+.PHONY: bench
+bench: setup build standin ## Benchmarks, printed with ratios against a baseline measured in the same run
+	ISTIO_SIDECAR_PILOT_AGENT=$(PILOT_AGENT) ISTIO_SIDECAR_ENVOY=$(ISTIO_SIDECAR_ENVOY) \
+	go test -run '^$$' -bench . -benchtime 10x ./...
+
+.PHONY: clean
+clean: ## Remove build outputs (the cache of pilot-agent and Nomad builds stays)
+	rm -rf bin

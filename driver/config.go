@@ -1,0 +1,115 @@
+package driver
+
+import (
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/istio-sidecar/istio-sidecar/driver/proxy"
+)
+
+const (
+	defaultPilotAgentPath    = "/usr/local/bin/pilot-agent"
+	defaultEnvoyPath         = "/usr/local/bin/envoy"
+	defaultBootstrapTemplate = "/var/lib/istio/envoy/envoy_bootstrap_tmpl.json"
+	defaultDiscoveryAddress  = "istiod.istio-system.svc:15012"
+	defaultRootCertSource    = "secrets/root-cert.pem"
+	defaultTokenSource       = "secrets/istio-token"
+)
+
+// Config is the client's plugin block, as Nomad decodes it.
+type Config struct {
+	PilotAgentPath        string `codec:"pilot_agent_path"`
+	EnvoyPath             string `codec:"envoy_path"`
+	BootstrapTemplatePath string `codec:"bootstrap_template_path"`
+	ProxyUID              int    `codec:"proxy_uid"`
+	ProxyGID              int    `codec:"proxy_gid"`
+	DiscoveryAddress      string `codec:"discovery_address"`
+	CAAddress             string `codec:"ca_address"`
+	TrustDomain           string `codec:"trust_domain"`
+	ClusterID             string `codec:"cluster_id"`
+	MeshID                string `codec:"mesh_id"`
+	Network               string `codec:"network"`
+	ProxyConfig           string `codec:"proxy_config"`
+	RootCertPath          string `codec:"root_cert_path"`
+	ReadinessTimeout      string `codec:"readiness_timeout"`
+	NoCgroups             bool   `codec:"no_cgroups"`
+}
+
+// settings is a validated Config, with typed values.
+type settings struct {
+	Config
+	readinessTimeout time.Duration
+}
+
+func defaultConfig() Config {
+	return Config{
+		PilotAgentPath:        defaultPilotAgentPath,
+		EnvoyPath:             defaultEnvoyPath,
+		BootstrapTemplatePath: defaultBootstrapTemplate,
+		ProxyUID:              1337,
+		ProxyGID:              1337,
+		DiscoveryAddress:      defaultDiscoveryAddress,
+		TrustDomain:           "cluster.local",
+		ClusterID:             "Kubernetes",
+		ReadinessTimeout:      "60s",
+	}
+}
+
+// validate checks every field and names the first bad one. It touches nothing on the host: Nomad calls
+// SetConfig on a throwaway instance too, and whether the binaries exist is the fingerprint's business.
+func (c Config) validate() (*settings, error) {
+	for _, p := range []struct{ field, path string }{
+		{"pilot_agent_path", c.PilotAgentPath},
+		{"envoy_path", c.EnvoyPath},
+		{"bootstrap_template_path", c.BootstrapTemplatePath},
+	} {
+		if !filepath.IsAbs(p.path) {
+			return nil, fmt.Errorf("%s: %q must be an absolute path", p.field, p.path)
+		}
+	}
+	if c.RootCertPath != "" && !filepath.IsAbs(c.RootCertPath) {
+		return nil, fmt.Errorf("root_cert_path: %q must be an absolute path on the host", c.RootCertPath)
+	}
+	if err := checkProxyID("proxy_uid", c.ProxyUID); err != nil {
+		return nil, err
+	}
+	if err := checkProxyID("proxy_gid", c.ProxyGID); err != nil {
+		return nil, err
+	}
+	if err := checkHostPort("discovery_address", c.DiscoveryAddress); err != nil {
+		return nil, err
+	}
+	if c.CAAddress != "" {
+		if err := checkHostPort("ca_address", c.CAAddress); err != nil {
+			return nil, err
+		}
+	}
+	if err := checkDNSName("trust_domain", c.TrustDomain); err != nil {
+		return nil, err
+	}
+	for _, f := range []struct{ field, v string }{
+		{"cluster_id", c.ClusterID}, {"mesh_id", c.MeshID}, {"network", c.Network},
+	} {
+		if err := checkToken(f.field, f.v); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := proxy.ParseProxyConfigYAML("proxy_config", c.ProxyConfig); err != nil {
+		return nil, err
+	}
+	timeout, err := positiveDuration("readiness_timeout", c.ReadinessTimeout)
+	if err != nil {
+		return nil, err
+	}
+	return &settings{Config: c, readinessTimeout: timeout}, nil
+}
+
+// checkProxyID refuses root: the proxy's own traffic is told apart from the app's by its UID and GID, and Envoy
+// must never run as root in REDIRECT mode.
+func checkProxyID(field string, id int) error {
+	if id <= 0 || id > 65534 {
+		return fmt.Errorf("%s: %d must be between 1 and 65534 (the proxy never runs as root)", field, id)
+	}
+	return nil
+}

@@ -1,0 +1,93 @@
+// Package driver is the Nomad surface of the istio-sidecar task driver: the static plugin description, the
+// RPCs Nomad calls, and the per-task handles. The proxy's own knowledge lives in driver/proxy.
+package driver
+
+import (
+	"time"
+
+	"github.com/hashicorp/nomad/plugins/base"
+	"github.com/hashicorp/nomad/plugins/drivers"
+	"github.com/hashicorp/nomad/plugins/shared/hclspec"
+)
+
+const (
+	// PluginName is the jobspec's driver name, the client's plugin block label and the binary's file name.
+	PluginName = "istio-sidecar"
+
+	fingerprintPeriod = 30 * time.Second
+	taskHandleVersion = 1
+)
+
+// Version is the plugin's version, stamped at build time by the Makefile.
+var Version = "0.1.0-dev"
+
+var pluginInfo = &base.PluginInfoResponse{
+	Type:              base.PluginTypeDriver,
+	PluginApiVersions: []string{drivers.ApiVersion010},
+	PluginVersion:     Version,
+	Name:              PluginName,
+}
+
+func str(def string) *hclspec.Spec { return hclspec.NewLiteral(`"` + def + `"`) }
+
+func attr(name, typ string, def *hclspec.Spec) *hclspec.Spec {
+	a := hclspec.NewAttr(name, typ, false)
+	if def == nil {
+		return a
+	}
+	return hclspec.NewDefault(a, def)
+}
+
+// configSpec is the client's plugin "istio-sidecar" { config { ... } } block: what a fleet sets once per host.
+var configSpec = hclspec.NewObject(map[string]*hclspec.Spec{
+	"pilot_agent_path":        attr("pilot_agent_path", "string", str(defaultPilotAgentPath)),
+	"envoy_path":              attr("envoy_path", "string", str(defaultEnvoyPath)),
+	"bootstrap_template_path": attr("bootstrap_template_path", "string", str(defaultBootstrapTemplate)),
+	"proxy_uid":               attr("proxy_uid", "number", hclspec.NewLiteral("1337")),
+	"proxy_gid":               attr("proxy_gid", "number", hclspec.NewLiteral("1337")),
+	"discovery_address":       attr("discovery_address", "string", str(defaultDiscoveryAddress)),
+	"ca_address":              attr("ca_address", "string", nil),
+	"trust_domain":            attr("trust_domain", "string", str("cluster.local")),
+	"cluster_id":              attr("cluster_id", "string", str("Kubernetes")),
+	"mesh_id":                 attr("mesh_id", "string", nil),
+	"network":                 attr("network", "string", nil),
+	"proxy_config":            attr("proxy_config", "string", nil),
+	"root_cert_path":          attr("root_cert_path", "string", nil),
+	"readiness_timeout":       attr("readiness_timeout", "string", str("60s")),
+	"no_cgroups":              attr("no_cgroups", "bool", hclspec.NewLiteral("false")),
+})
+
+// taskConfigSpec is the jobspec's config { ... } block, in the vocabulary of istioctl's cluster.env and of
+// Istio's sidecar annotations.
+var taskConfigSpec = hclspec.NewObject(map[string]*hclspec.Spec{
+	"namespace":                           attr("namespace", "string", nil),
+	"service_account":                     attr("service_account", "string", str("default")),
+	"canonical_service":                   attr("canonical_service", "string", nil),
+	"canonical_revision":                  attr("canonical_revision", "string", str("latest")),
+	"labels":                              attr("labels", "map(string)", nil),
+	"instance_ip":                         attr("instance_ip", "string", nil),
+	"discovery_address":                   attr("discovery_address", "string", nil),
+	"ca_address":                          attr("ca_address", "string", nil),
+	"proxy_config":                        attr("proxy_config", "string", nil),
+	"root_cert_path":                      attr("root_cert_path", "string", str(defaultRootCertSource)),
+	"token_path":                          attr("token_path", "string", str(defaultTokenSource)),
+	"log_level":                           attr("log_level", "string", str("warning")),
+	"concurrency":                         attr("concurrency", "number", hclspec.NewLiteral("0")),
+	"drain_duration":                      attr("drain_duration", "string", str("5s")),
+	"exit_on_zero_active_connections":     attr("exit_on_zero_active_connections", "bool", hclspec.NewLiteral("false")),
+	"hold_application_until_proxy_starts": attr("hold_application_until_proxy_starts", "bool", hclspec.NewLiteral("true")),
+	"readiness_timeout":                   attr("readiness_timeout", "string", nil),
+})
+
+// capabilities: group isolation lets bridge and CNI groups run their proxy inside the group's namespace. No
+// MustInitiateNetwork: that is Docker's pause-container path; the Nomad client creates the namespace itself.
+var capabilities = &drivers.Capabilities{
+	SendSignals: true,
+	Exec:        true,
+	FSIsolation: drivers.FSIsolationNone,
+	NetIsolationModes: []drivers.NetIsolationMode{
+		drivers.NetIsolationModeHost,
+		drivers.NetIsolationModeGroup,
+	},
+	MountConfigs: drivers.MountConfigSupportNone,
+}

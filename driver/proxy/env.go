@@ -1,0 +1,106 @@
+package proxy
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+)
+
+// Workload is the identity a sidecar presents to the mesh, in the vocabulary of istioctl's cluster.env.
+type Workload struct {
+	PodName           string // POD_NAME: unique per allocation
+	Namespace         string // POD_NAMESPACE
+	ServiceAccount    string // SERVICE_ACCOUNT
+	WorkloadName      string // ISTIO_META_WORKLOAD_NAME
+	CanonicalService  string // CANONICAL_SERVICE and the service.istio.io/canonical-name label
+	CanonicalRevision string // CANONICAL_REVISION and the service.istio.io/canonical-revision label
+	Labels            map[string]string
+	InstanceIP        string // INSTANCE_IP; empty lets pilot-agent pick from the interfaces it sees
+	InterceptionMode  string // ISTIO_META_INTERCEPTION_MODE
+}
+
+// Mesh holds the settings a fleet shares.
+type Mesh struct {
+	TrustDomain string // TRUST_DOMAIN
+	CAAddress   string // CA_ADDR; empty means the discovery address, pilot-agent's own default
+	ClusterID   string // ISTIO_META_CLUSTER_ID
+	MeshID      string // ISTIO_META_MESH_ID
+	Network     string // ISTIO_META_NETWORK
+}
+
+// NomadMeta is where the workload runs, exported as ISTIO_META_NOMAD_* so that it appears in the proxy's node
+// metadata (config_dump, istiod's view of the proxy) without touching the workload's labels, which Istio
+// selects policy on.
+type NomadMeta struct {
+	AllocID, JobID, Group, Task, Namespace, Datacenter, NodeID, NodeName string
+}
+
+// Environment returns the variables pilot-agent reads, keyed by name. Empty values are left out so that
+// pilot-agent's own defaults apply.
+func Environment(w Workload, m Mesh, n NomadMeta, proxyConfig string) (map[string]string, error) {
+	labels := map[string]string{}
+	for k, v := range w.Labels {
+		labels[k] = v
+	}
+	labels["service.istio.io/canonical-name"] = w.CanonicalService
+	labels["service.istio.io/canonical-revision"] = w.CanonicalRevision
+	labelsJSON, err := json.Marshal(labels)
+	if err != nil {
+		return nil, fmt.Errorf("encoding labels: %w", err)
+	}
+	env := map[string]string{
+		"POD_NAME":                     w.PodName,
+		"POD_NAMESPACE":                w.Namespace,
+		"SERVICE_ACCOUNT":              w.ServiceAccount,
+		"CANONICAL_SERVICE":            w.CanonicalService,
+		"CANONICAL_REVISION":           w.CanonicalRevision,
+		"INSTANCE_IP":                  w.InstanceIP,
+		"ISTIO_META_WORKLOAD_NAME":     w.WorkloadName,
+		"ISTIO_METAJSON_LABELS":        string(labelsJSON),
+		"ISTIO_META_INTERCEPTION_MODE": w.InterceptionMode,
+		"TRUST_DOMAIN":                 m.TrustDomain,
+		"CA_ADDR":                      m.CAAddress,
+		"ISTIO_META_CLUSTER_ID":        m.ClusterID,
+		"ISTIO_META_MESH_ID":           m.MeshID,
+		"ISTIO_META_NETWORK":           m.Network,
+		"ISTIO_META_NOMAD_ALLOC_ID":    n.AllocID,
+		"ISTIO_META_NOMAD_JOB_ID":      n.JobID,
+		"ISTIO_META_NOMAD_GROUP":       n.Group,
+		"ISTIO_META_NOMAD_TASK":        n.Task,
+		"ISTIO_META_NOMAD_NAMESPACE":   n.Namespace,
+		"ISTIO_META_NOMAD_DATACENTER":  n.Datacenter,
+		"ISTIO_META_NOMAD_NODE_ID":     n.NodeID,
+		"ISTIO_META_NOMAD_NODE_NAME":   n.NodeName,
+		// The token the template wrote is a third-party (audience-bound) JWT, as istioctl issues for VMs.
+		"JWT_POLICY":   "third-party-jwt",
+		"PROXY_CONFIG": proxyConfig,
+	}
+	for k, v := range env {
+		if v == "" {
+			delete(env, k)
+		}
+	}
+	return env, nil
+}
+
+// EnvList overlays the proxy's variables on the task's own (Nomad's NOMAD_* and the jobspec's env block) and
+// returns them in the KEY=value form the executor takes, sorted so that a restart sees the same environment.
+func EnvList(task map[string]string, proxy map[string]string) []string {
+	all := map[string]string{}
+	for k, v := range task {
+		all[k] = v
+	}
+	for k, v := range proxy {
+		all[k] = v
+	}
+	keys := make([]string, 0, len(all))
+	for k := range all {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	out := make([]string, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, k+"="+all[k])
+	}
+	return out
+}

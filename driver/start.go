@@ -1,0 +1,213 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/user"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/nomad/drivers/shared/executor"
+	"github.com/hashicorp/nomad/nomad/structs"
+	"github.com/hashicorp/nomad/plugins/drivers"
+	pstructs "github.com/hashicorp/nomad/plugins/shared/structs"
+
+	"github.com/istio-sidecar/istio-sidecar/driver/proxy"
+)
+
+const readinessPollInterval = 200 * time.Millisecond
+
+// StartTask lays out pilot-agent's working tree, starts it under Nomad's executor (so it outlives a plugin
+// restart) as the proxy user, and returns only once the proxy is ready: Nomad starts the group's app tasks
+// right after a prestart sidecar's StartTask returns, and nothing else waits for Envoy. Each step that fails
+// undoes the ones before it.
+func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drivers.DriverNetwork, error) {
+	if _, ok := d.tasks.Get(cfg.ID); ok {
+		return nil, nil, fmt.Errorf("task %q is already started", cfg.ID)
+	}
+	var tc TaskConfig
+	if err := cfg.DecodeDriverConfig(&tc); err != nil {
+		return nil, nil, fmt.Errorf("decoding the %s task config: %w", PluginName, err)
+	}
+	s := d.settings
+	t, err := tc.validate(s)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s task config: %w", PluginName, err)
+	}
+	username, err := proxyUser(s.ProxyUID, s.ProxyGID)
+	if err != nil {
+		return nil, nil, err
+	}
+	netns := ""
+	if cfg.NetworkIsolation != nil {
+		netns = cfg.NetworkIsolation.Path
+	}
+	env, err := d.prepare(cfg, t)
+	if err != nil {
+		return nil, nil, err
+	}
+
+	h, err := d.launch(cfg, tc, username, netns, env)
+	if err != nil {
+		return nil, nil, err
+	}
+	handle := drivers.NewTaskHandle(taskHandleVersion)
+	handle.Config = cfg
+	if err := handle.SetDriverState(&TaskState{
+		ReattachConfig: pstructs.ReattachConfigFromGoPlugin(h.pluginClient.ReattachConfig()),
+		TaskConfig:     cfg,
+		Config:         tc,
+		NetnsPath:      netns,
+		Pid:            h.pid,
+		StartedAt:      h.startedAt,
+	}); err != nil {
+		d.abort(h)
+		return nil, nil, fmt.Errorf("saving the driver state: %w", err)
+	}
+	d.tasks.Set(cfg.ID, h)
+	go h.run()
+	d.emit(cfg, "Proxy started: pilot-agent pid %d%s", h.pid, inNetns(netns))
+
+	if t.HoldApplicationUntilProxyStarts {
+		if err := d.waitReady(cfg, h, t.readinessTimeout); err != nil {
+			d.abort(h)
+			d.tasks.Delete(cfg.ID)
+			// Recoverable: a slow control plane or a proxy that crashed may well come up on the next attempt.
+			return nil, nil, structs.NewRecoverableError(err, true)
+		}
+	}
+	return handle, nil, nil
+}
+
+// prepare checks the proxy's secrets and lays out its working tree, returning its environment.
+func (d *Driver) prepare(cfg *drivers.TaskConfig, t *taskSettings) ([]string, error) {
+	s := d.settings
+	taskDir := cfg.TaskDir().Dir
+	rootCert, err := d.rootCert(taskDir, t.RootCertPath)
+	if err != nil {
+		return nil, err
+	}
+	layout := proxy.Layout{Dir: taskDir, UID: s.ProxyUID, GID: s.ProxyGID, RootCert: rootCert}
+	if t.TokenPath != "" {
+		switch err := proxy.RestrictInTaskDir(taskDir, "token_path", t.TokenPath, s.ProxyUID, s.ProxyGID); {
+		case err == nil:
+			layout.TokenSource = t.TokenPath
+		case errors.Is(err, fs.ErrNotExist):
+			d.emit(cfg, "No bootstrap token at %s: the proxy cannot get a workload certificate from the CA", t.TokenPath)
+		default:
+			return nil, err
+		}
+	}
+	if err := layout.Prepare(); err != nil {
+		return nil, fmt.Errorf("laying out pilot-agent's working tree: %w", err)
+	}
+	vars, err := proxyEnvironment(cfg, s, t)
+	if err != nil {
+		return nil, err
+	}
+	return proxy.EnvList(cfg.Env, vars), nil
+}
+
+// rootCert reads the mesh's root certificate: the task's own (typically written by a template into secrets/),
+// else the host's, set once per host in the plugin config.
+func (d *Driver) rootCert(taskDir, rel string) ([]byte, error) {
+	data, err := proxy.ReadInTaskDir(taskDir, "root_cert_path", rel)
+	if err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return data, err
+	}
+	if d.settings.RootCertPath == "" {
+		return nil, fmt.Errorf("root_cert_path: %q is not in the task directory (write it with a template block), "+
+			"and the plugin config sets no root_cert_path", rel)
+	}
+	data, herr := os.ReadFile(d.settings.RootCertPath)
+	if herr != nil {
+		return nil, fmt.Errorf("root_cert_path: %q is not in the task directory, and the plugin's root_cert_path: %w", rel, herr)
+	}
+	return data, nil
+}
+
+// launch starts pilot-agent under a new executor.
+func (d *Driver) launch(cfg *drivers.TaskConfig, tc TaskConfig, username, netns string, env []string) (*taskHandle, error) {
+	s := d.settings
+	logger := d.logger.With("alloc_id", cfg.AllocID, "task", cfg.Name)
+	exec, client, err := executor.CreateExecutor(logger, d.nomadConfig, &executor.ExecutorConfig{
+		LogFile:  filepath.Join(cfg.TaskDir().Dir, "executor.out"),
+		LogLevel: "debug",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating the executor: %w", err)
+	}
+	ps, err := exec.Launch(&executor.ExecCommand{
+		Cmd:                s.PilotAgentPath,
+		Args:               proxy.Args(tc.LogLevel, s.BootstrapTemplatePath),
+		Env:                env,
+		User:               username,
+		TaskDir:            cfg.TaskDir().Dir,
+		StdoutPath:         cfg.StdoutPath,
+		StderrPath:         cfg.StderrPath,
+		NetworkIsolation:   cfg.NetworkIsolation,
+		BasicProcessCgroup: !s.NoCgroups && runtime.GOOS == "linux" && os.Geteuid() == 0,
+	})
+	if err != nil {
+		client.Kill()
+		return nil, fmt.Errorf("starting pilot-agent (%s): %w", s.PilotAgentPath, err)
+	}
+	return &taskHandle{
+		exec:         exec,
+		pluginClient: client,
+		logger:       logger,
+		taskConfig:   cfg,
+		config:       tc,
+		netnsPath:    netns,
+		pid:          ps.Pid,
+		startedAt:    time.Now().Round(time.Millisecond),
+		procState:    drivers.TaskStateRunning,
+		exitResult:   &drivers.ExitResult{},
+		doneCh:       make(chan struct{}),
+	}, nil
+}
+
+func (d *Driver) waitReady(cfg *drivers.TaskConfig, h *taskHandle, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(d.ctx, timeout)
+	defer cancel()
+	start := time.Now()
+	client := proxy.Client(h.netnsPath, 2*time.Second)
+	if err := proxy.WaitReady(ctx, client, readinessPollInterval, h.exitErr); err != nil {
+		return fmt.Errorf("after %s: %w", time.Since(start).Round(time.Millisecond), err)
+	}
+	d.emit(cfg, "Proxy ready after %d ms", time.Since(start).Milliseconds())
+	return nil
+}
+
+// abort kills a proxy that must not go on: the whole process group, so no Envoy is left behind.
+func (d *Driver) abort(h *taskHandle) {
+	if err := h.exec.Shutdown("SIGKILL", 0); err != nil {
+		h.logger.Debug("killing the proxy", "error", err)
+	}
+	h.pluginClient.Kill()
+}
+
+// proxyUser finds the passwd entry for the proxy UID: Nomad's executor switches users by name.
+func proxyUser(uid, gid int) (string, error) {
+	u, err := user.LookupId(strconv.Itoa(uid))
+	if err != nil {
+		return "", fmt.Errorf("proxy_uid: no user with UID %d on this host (create it: useradd --system --uid %d "+
+			"--user-group --no-create-home istio-proxy): %w", uid, uid, err)
+	}
+	if u.Gid != strconv.Itoa(gid) {
+		return "", fmt.Errorf("proxy_gid: %d is not the primary group of user %s (UID %d), which is %s", gid, u.Username, uid, u.Gid)
+	}
+	return u.Username, nil
+}
+
+func inNetns(path string) string {
+	if path == "" {
+		return " in the host network namespace"
+	}
+	return " in network namespace " + path
+}

@@ -1,0 +1,125 @@
+package driver
+
+import (
+	"fmt"
+	"net"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/istio-sidecar/istio-sidecar/driver/proxy"
+)
+
+// TaskConfig is the jobspec's config block, as Nomad decodes it. It is also persisted in the driver state,
+// because a recovered drivers.TaskConfig no longer carries the raw block (decoding it returns EOF in 1.6.3).
+type TaskConfig struct {
+	Namespace                       string            `codec:"namespace"`
+	ServiceAccount                  string            `codec:"service_account"`
+	CanonicalService                string            `codec:"canonical_service"`
+	CanonicalRevision               string            `codec:"canonical_revision"`
+	Labels                          map[string]string `codec:"labels"`
+	InstanceIP                      string            `codec:"instance_ip"`
+	DiscoveryAddress                string            `codec:"discovery_address"`
+	CAAddress                       string            `codec:"ca_address"`
+	ProxyConfig                     string            `codec:"proxy_config"`
+	RootCertPath                    string            `codec:"root_cert_path"`
+	TokenPath                       string            `codec:"token_path"`
+	LogLevel                        string            `codec:"log_level"`
+	Concurrency                     int               `codec:"concurrency"`
+	DrainDuration                   string            `codec:"drain_duration"`
+	ExitOnZeroActiveConnections     bool              `codec:"exit_on_zero_active_connections"`
+	HoldApplicationUntilProxyStarts bool              `codec:"hold_application_until_proxy_starts"`
+	ReadinessTimeout                string            `codec:"readiness_timeout"`
+}
+
+// taskSettings is a validated TaskConfig with the plugin's defaults filled in.
+type taskSettings struct {
+	TaskConfig
+	drain            time.Duration
+	readinessTimeout time.Duration
+	proxyConfig      map[string]any
+}
+
+// validate checks the block against the plugin's settings and names the first bad field and value.
+func (c TaskConfig) validate(s *settings) (*taskSettings, error) {
+	if c.Namespace != "" {
+		if err := checkLabel1123("namespace", c.Namespace); err != nil {
+			return nil, err
+		}
+	}
+	if err := checkLabel1123("service_account", c.ServiceAccount); err != nil {
+		return nil, err
+	}
+	if c.CanonicalService != "" {
+		if err := checkLabelValue("canonical_service", c.CanonicalService); err != nil {
+			return nil, err
+		}
+	}
+	if err := checkLabelValue("canonical_revision", c.CanonicalRevision); err != nil {
+		return nil, err
+	}
+	if err := checkLabels(c.Labels); err != nil {
+		return nil, err
+	}
+	if c.InstanceIP != "" && net.ParseIP(c.InstanceIP) == nil {
+		return nil, fmt.Errorf("instance_ip: %q is not an IP address", c.InstanceIP)
+	}
+	for _, f := range []struct{ field, v string }{{"discovery_address", c.DiscoveryAddress}, {"ca_address", c.CAAddress}} {
+		if f.v == "" {
+			continue
+		}
+		if err := checkHostPort(f.field, f.v); err != nil {
+			return nil, err
+		}
+	}
+	if !slices.Contains(proxy.EnvoyLogLevels, c.LogLevel) {
+		return nil, fmt.Errorf("log_level: %q must be one of %v", c.LogLevel, proxy.EnvoyLogLevels)
+	}
+	if c.Concurrency < 0 || c.Concurrency > 1024 {
+		return nil, fmt.Errorf("concurrency: %d must be between 0 (Istio's default) and 1024", c.Concurrency)
+	}
+	t := &taskSettings{TaskConfig: c}
+	var err error
+	if t.drain, err = positiveDuration("drain_duration", c.DrainDuration); err != nil {
+		return nil, err
+	}
+	t.readinessTimeout = s.readinessTimeout
+	if c.ReadinessTimeout != "" {
+		if t.readinessTimeout, err = positiveDuration("readiness_timeout", c.ReadinessTimeout); err != nil {
+			return nil, err
+		}
+	}
+	if t.proxyConfig, err = proxy.ParseProxyConfigYAML("proxy_config", c.ProxyConfig); err != nil {
+		return nil, err
+	}
+	for key, field := range typedProxyConfigFields {
+		if _, ok := t.proxyConfig[key]; ok {
+			return nil, fmt.Errorf("proxy_config: %q is set by the %s field; set it there only", key, field)
+		}
+	}
+	return t, nil
+}
+
+// typedProxyConfigFields are ProxyConfig keys that have a typed task field; setting both is ambiguous.
+var typedProxyConfigFields = map[string]string{
+	"discoveryAddress":         "discovery_address",
+	"concurrency":              "concurrency",
+	"terminationDrainDuration": "drain_duration",
+}
+
+func checkLabels(labels map[string]string) error {
+	keys := make([]string, 0, len(labels))
+	for k := range labels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if len(k) > 316 || !labelKey.MatchString(k) {
+			return fmt.Errorf("labels: key %q is not a valid label key", k)
+		}
+		if err := checkLabelValue(fmt.Sprintf("labels[%q]", k), labels[k]); err != nil {
+			return err
+		}
+	}
+	return nil
+}

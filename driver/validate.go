@@ -1,0 +1,69 @@
+package driver
+
+import (
+	"fmt"
+	"net"
+	"regexp"
+	"strconv"
+	"time"
+)
+
+var (
+	// dns1123Label is Kubernetes' rule for namespaces and service accounts, which Istio puts in SPIFFE IDs.
+	dns1123Label = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+	dnsName      = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9.]{0,251}[A-Za-z0-9])?$`)
+	// labelValue is Kubernetes' label value rule, which Istio applies to canonical names and workload labels.
+	labelValue = regexp.MustCompile(`^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$`)
+	labelKey   = regexp.MustCompile(`^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$`)
+	token      = regexp.MustCompile(`^[A-Za-z0-9._-]{0,253}$`)
+)
+
+func checkHostPort(field, v string) error {
+	host, port, err := net.SplitHostPort(v)
+	if err != nil || host == "" {
+		return fmt.Errorf("%s: %q must be host:port, such as istiod.istio-system.svc:15012", field, v)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("%s: %q has no valid port", field, v)
+	}
+	if net.ParseIP(host) == nil && !dnsName.MatchString(host) {
+		return fmt.Errorf("%s: %q has an invalid host", field, v)
+	}
+	return nil
+}
+
+func checkDNSName(field, v string) error {
+	if !dnsName.MatchString(v) {
+		return fmt.Errorf("%s: %q must be a DNS name, such as cluster.local", field, v)
+	}
+	return nil
+}
+
+func checkLabel1123(field, v string) error {
+	if !dns1123Label.MatchString(v) {
+		return fmt.Errorf("%s: %q must be a lowercase DNS label (a-z, 0-9, '-', at most 63 characters)", field, v)
+	}
+	return nil
+}
+
+func checkLabelValue(field, v string) error {
+	if len(v) > 63 || !labelValue.MatchString(v) {
+		return fmt.Errorf("%s: %q must be a label value (letters, digits, '-', '_', '.', at most 63 characters)", field, v)
+	}
+	return nil
+}
+
+func checkToken(field, v string) error {
+	if !token.MatchString(v) {
+		return fmt.Errorf("%s: %q may only hold letters, digits, '.', '_' and '-'", field, v)
+	}
+	return nil
+}
+
+func positiveDuration(field, v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%s: %q must be a positive duration, such as 30s", field, v)
+	}
+	return d, nil
+}

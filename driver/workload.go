@@ -1,0 +1,134 @@
+package driver
+
+import (
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"github.com/hashicorp/nomad/plugins/drivers"
+
+	"github.com/istio-sidecar/istio-sidecar/driver/proxy"
+)
+
+// proxyEnvironment maps the allocation and the two config blocks onto pilot-agent's environment.
+func proxyEnvironment(cfg *drivers.TaskConfig, s *settings, t *taskSettings) (map[string]string, error) {
+	discovery := s.DiscoveryAddress
+	if t.DiscoveryAddress != "" {
+		discovery = t.DiscoveryAddress
+	}
+	ca := s.CAAddress
+	if t.CAAddress != "" {
+		ca = t.CAAddress
+	}
+	typed := map[string]any{
+		"discoveryAddress":         discovery,
+		"terminationDrainDuration": t.drain.String(),
+	}
+	if t.Concurrency > 0 {
+		typed["concurrency"] = t.Concurrency
+	}
+	pc, err := proxy.ProxyConfigLayers{
+		Fleet:    s.ProxyConfig,
+		Workload: t.ProxyConfig,
+		Typed:    typed,
+		Owned: map[string]any{
+			"binaryPath":     s.EnvoyPath,
+			"configPath":     filepath.Join(cfg.TaskDir().Dir, proxy.ConfigDir),
+			"proxyAdminPort": proxy.AdminPort,
+			"statusPort":     proxy.StatusPort,
+		},
+	}.Merge()
+	if err != nil {
+		return nil, err
+	}
+
+	namespace := t.Namespace
+	if namespace == "" {
+		namespace = dnsLabel(cfg.Namespace, "default")
+	}
+	service := t.CanonicalService
+	if service == "" {
+		service = dnsLabel(cfg.JobName, "workload")
+	}
+	env, err := proxy.Environment(proxy.Workload{
+		PodName:           podName(cfg),
+		Namespace:         namespace,
+		ServiceAccount:    t.ServiceAccount,
+		WorkloadName:      service,
+		CanonicalService:  service,
+		CanonicalRevision: t.CanonicalRevision,
+		Labels:            t.Labels,
+		InstanceIP:        instanceIP(cfg, t),
+		InterceptionMode:  "REDIRECT",
+	}, proxy.Mesh{
+		TrustDomain: s.TrustDomain,
+		CAAddress:   ca,
+		ClusterID:   s.ClusterID,
+		MeshID:      s.MeshID,
+		Network:     s.Network,
+	}, proxy.NomadMeta{
+		AllocID:    cfg.AllocID,
+		JobID:      cfg.JobID,
+		Group:      cfg.TaskGroupName,
+		Task:       cfg.Name,
+		Namespace:  cfg.Namespace,
+		Datacenter: cfg.Env["NOMAD_DC"],
+		NodeID:     cfg.NodeID,
+		NodeName:   cfg.NodeName,
+	}, pc)
+	if err != nil {
+		return nil, err
+	}
+	if t.ExitOnZeroActiveConnections {
+		env["EXIT_ON_ZERO_ACTIVE_CONNECTIONS"] = "true"
+	}
+	return env, nil
+}
+
+// podName is unique per allocation and a valid DNS label, as Istio expects of a pod name: it names the
+// proxy to istiod (sidecar~IP~POD_NAME.NAMESPACE~...).
+func podName(cfg *drivers.TaskConfig) string {
+	short := cfg.AllocID
+	if len(short) > 8 {
+		short = short[:8]
+	}
+	base := dnsLabel(cfg.JobName+"-"+cfg.TaskGroupName, "alloc")
+	if len(base) > 63-len(short)-1 {
+		base = strings.TrimRight(base[:63-len(short)-1], "-")
+	}
+	return base + "-" + short
+}
+
+// instanceIP is the workload's address as the mesh should reach it: the jobspec's instance_ip, else the
+// address of the group's network namespace, else the host address of the group's first port. Empty lets
+// pilot-agent pick from the interfaces it sees.
+func instanceIP(cfg *drivers.TaskConfig, t *taskSettings) string {
+	if t.InstanceIP != "" {
+		return t.InstanceIP
+	}
+	if ni := cfg.NetworkIsolation; ni != nil && ni.HostsConfig != nil && ni.HostsConfig.Address != "" {
+		return ni.HostsConfig.Address
+	}
+	if r := cfg.Resources; r != nil && r.Ports != nil {
+		for _, p := range *r.Ports {
+			if p.HostIP != "" {
+				return p.HostIP
+			}
+		}
+	}
+	return ""
+}
+
+var notLabel = regexp.MustCompile(`[^a-z0-9-]+`)
+
+// dnsLabel folds a Nomad name (which may hold '.', '_' or capitals) into a DNS label.
+func dnsLabel(name, fallback string) string {
+	l := strings.Trim(notLabel.ReplaceAllString(strings.ToLower(name), "-"), "-")
+	if len(l) > 63 {
+		l = strings.TrimRight(l[:63], "-")
+	}
+	if l == "" {
+		return fallback
+	}
+	return l
+}
