@@ -125,8 +125,21 @@ func newTestDriver(t *testing.T, b proxyBinaries, mutate func(*Config)) testDriv
 	return testDriver{DriverHarness: h, impl: d}
 }
 
-// newTask builds a task in a fresh alloc dir whose secrets/ holds a root certificate, as a template would.
+// newTask builds a task in a fresh alloc dir whose secrets/ holds a root certificate, as a template would,
+// with logmon collecting its output.
 func (td testDriver) newTask(t *testing.T, netns, body string, env map[string]string) *drivers.TaskConfig {
+	t.Helper()
+	return td.task(t, netns, body, env, true)
+}
+
+// newRejectedTask is a task that StartTask is expected to refuse: no logmon, whose fifos would wait seconds
+// for a writer that never comes.
+func (td testDriver) newRejectedTask(t *testing.T, netns, body string) *drivers.TaskConfig {
+	t.Helper()
+	return td.task(t, netns, body, nil, false)
+}
+
+func (td testDriver) task(t *testing.T, netns, body string, env map[string]string, logs bool) *drivers.TaskConfig {
 	t.Helper()
 	cfg := &drivers.TaskConfig{
 		ID:            uuid.Generate(),
@@ -144,7 +157,7 @@ func (td testDriver) newTask(t *testing.T, netns, body string, env map[string]st
 	if err := EncodeTaskConfigHCL(body, cfg); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(td.MkAllocDir(cfg, true))
+	t.Cleanup(td.MkAllocDir(cfg, logs))
 	// The harness's temp dir is private to root; the proxy user must reach its working tree.
 	if err := os.Chmod(filepath.Dir(cfg.AllocDir), 0o755); err != nil {
 		t.Fatal(err)

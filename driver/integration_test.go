@@ -264,7 +264,7 @@ func TestStartTask_BadConfigStartsNothing(t *testing.T) {
 		{`root_cert_path = "secrets/absent.pem"`, `root_cert_path: "secrets/absent.pem" is not in the task directory`},
 	}
 	for _, tc := range cases {
-		cfg := td.newTask(t, netns, tc.body, nil)
+		cfg := td.newRejectedTask(t, netns, tc.body)
 		_, _, err := td.StartTask(cfg)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: got %v, want an error containing %q", tc.body, err, tc.want)
@@ -283,7 +283,7 @@ func TestStartTask_RootCertSymlinkOutOfTaskDirIsRefused(t *testing.T) {
 	t.Parallel()
 	b := integration(t)
 	td := newTestDriver(t, b, nil)
-	cfg := td.newTask(t, newNetns(t), `root_cert_path = "secrets/link.pem"`, nil)
+	cfg := td.newRejectedTask(t, newNetns(t), `root_cert_path = "secrets/link.pem"`)
 	if err := os.Symlink("/etc/hostname", filepath.Join(cfg.TaskDir().SecretsDir, "link.pem")); err != nil {
 		t.Fatal(err)
 	}
