@@ -158,7 +158,8 @@ func TestStartTask_ReadinessTimeoutIsRecoverableAndLeavesNothing(t *testing.T) {
 	if !structs.IsRecoverable(err) {
 		t.Errorf("a readiness timeout must be recoverable so the restart policy retries: %v", err)
 	}
-	if !strings.Contains(err.Error(), "proxy not ready") || !strings.Contains(err.Error(), "503") {
+	// What was still missing: an Envoy that never initialises never opens its health listener.
+	if !strings.Contains(err.Error(), "proxy not ready: GET "+proxy.ReadyURL+": nothing listens on 15021") {
 		t.Errorf("the error must say what was still missing: %v", err)
 	}
 	if left := procsIn(cfg.TaskDir().Dir); len(left) != 0 {

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"syscall"
+	"unsafe"
+)
+
+// soOriginalDst is SO_ORIGINAL_DST (linux/netfilter_ipv4.h) at SOL_IP and IP6T_SO_ORIGINAL_DST
+// (linux/netfilter_ipv6/ip6_tables.h) at SOL_IPV6: both 80. The syscall package names neither.
+const soOriginalDst = 80
+
+// originalDst asks conntrack where a REDIRECTed connection was headed before the NAT rewrote it.
+func originalDst(c *net.TCPConn) (netip.AddrPort, error) {
+	level, size := syscall.SOL_IP, uint32(16) // sizeof(struct sockaddr_in)
+	if addrPort(c.LocalAddr()).Addr().Is6() {
+		level, size = syscall.SOL_IPV6, 28 // sizeof(struct sockaddr_in6)
+	}
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("original destination: %w", err)
+	}
+	var buf [28]byte
+	var serr error
+	err = raw.Control(func(fd uintptr) {
+		_, _, e := syscall.Syscall6(syscall.SYS_GETSOCKOPT, fd, uintptr(level), soOriginalDst,
+			uintptr(unsafe.Pointer(&buf[0])), uintptr(unsafe.Pointer(&size)), 0)
+		if e != 0 {
+			serr = e
+		}
+	})
+	if err == nil {
+		err = serr
+	}
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("getsockopt SO_ORIGINAL_DST: %w", err)
+	}
+	return decodeSockaddr(buf[:size])
+}
+
+// socketOwner returns the uid owning the client socket local→remote in this network namespace, or -1
+// when the client is elsewhere (inbound traffic from another host) or already gone.
+func socketOwner(local, remote netip.AddrPort) int {
+	path := "/proc/net/tcp"
+	if local.Addr().Is6() {
+		path = "/proc/net/tcp6"
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return -1
+	}
+	defer f.Close()
+	if uid, ok := findSocketUID(f, local, remote); ok {
+		return uid
+	}
+	return -1
+}

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"time"
+)
+
+// transparentListener is one of the capture listeners Istio's iptables rules redirect to.
+//
+// Real Envoy gets these from istiod over LDS (virtualOutbound on 15001, virtualInbound on 15006, both with
+// use_original_dst) and would not open them with no istiod around. The stand-in opens them at start-up with
+// a fixed behaviour instead, "forward to the original destination", which is Istio's PassthroughCluster
+// and what the driver's e2e tests need to prove that capture works.
+type transparentListener struct {
+	name      string // in the connection log
+	envoyName string // in config_dump and /listeners, as Istio names them
+	port      uint16
+	inbound   bool // drained by drain_listeners?inboundonly
+}
+
+var transparentListeners = []transparentListener{
+	{name: "outbound", envoyName: "virtualOutbound", port: 15001},
+	{name: "inbound", envoyName: "virtualInbound", port: 15006, inbound: true},
+}
+
+// Istio's default cluster connect_timeout (MeshConfig.connectTimeout).
+const upstreamConnectTimeout = 10 * time.Second
+
+// serveTransparent listens on all IPv4 addresses and, where the namespace has IPv6, all IPv6 addresses.
+// Two sockets rather than one dual-stack socket keep SO_ORIGINAL_DST simple: a v4 socket is asked at SOL_IP,
+// a v6 one at SOL_IPV6, never a v4-mapped mix.
+func (p *proxy) serveTransparent(t transparentListener) error {
+	ln4, err := net.Listen("tcp4", fmt.Sprintf("0.0.0.0:%d", t.port))
+	if err != nil {
+		return fmt.Errorf("%s listener: %w", t.name, err)
+	}
+	lns := []net.Listener{ln4}
+	if ln6, err := net.Listen("tcp6", fmt.Sprintf("[::]:%d", t.port)); err == nil {
+		lns = append(lns, ln6)
+	} else {
+		p.events.event("ipv6_unavailable", map[string]any{"listener": t.name, "error": err.Error()})
+	}
+	for _, ln := range lns {
+		p.addCloser(drainable{inbound: t.inbound, close: func() { _ = ln.Close() }})
+		go p.acceptTransparent(t, ln)
+	}
+	return nil
+}
+
+func (p *proxy) acceptTransparent(t transparentListener, ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if errors.Is(err, net.ErrClosed) {
+			return
+		}
+		if err != nil {
+			p.events.event("accept_error", map[string]any{"listener": t.name, "error": err.Error()})
+			continue
+		}
+		go p.handleTransparent(t, c.(*net.TCPConn))
+	}
+}
+
+func (p *proxy) handleTransparent(t transparentListener, c *net.TCPConn) {
+	defer c.Close()
+	local := addrPort(c.LocalAddr())
+	prefix := listenerStatPrefix(netip.AddrPortFrom(unspecifiedLike(local.Addr()), t.port))
+	p.stats.counter(prefix + "downstream_cx_total").add(1)
+	active := p.stats.gauge(prefix + "downstream_cx_active")
+	active.add(1)
+	defer active.add(-1)
+
+	src := addrPort(c.RemoteAddr())
+	rec := connRecord{Listener: t.name, Port: t.port, Src: src.String(), Dst: local.String(), UID: os.Getuid(), SrcUID: -1}
+	orig, err := originalDst(c)
+	// A connection made straight to the listener has no NAT entry, or one whose original destination is the
+	// listener itself; forwarding it would loop back to us.
+	if err != nil || orig == local || (orig.Port() == t.port && orig.Addr().IsLoopback()) {
+		rec.Outcome = "no_original_dst"
+		if err != nil {
+			rec.Error = err.Error()
+		}
+		p.events.connection(rec)
+		return
+	}
+	rec.OriginalDst = orig.String()
+	rec.SrcUID = socketOwner(src, orig)
+	up, err := net.DialTimeout("tcp", orig.String(), upstreamConnectTimeout)
+	if err != nil {
+		rec.Outcome, rec.Error = "dial_failed", err.Error()
+		p.events.connection(rec)
+		return
+	}
+	defer up.Close()
+	rec.Outcome = "forwarded"
+	p.events.connection(rec)
+	splice(c, up.(*net.TCPConn))
+}
+
+// splice copies both ways (io.Copy uses splice(2) between TCP sockets) and passes half-closes on, so a
+// client that shuts down its write side still gets the server's answer. An error in either direction
+// tears both down, as a reset would.
+func splice(a, b *net.TCPConn) {
+	done := make(chan struct{}, 2)
+	cp := func(dst, src *net.TCPConn) {
+		if _, err := io.Copy(dst, src); err != nil {
+			_ = a.Close()
+			_ = b.Close()
+		} else {
+			_ = dst.CloseWrite()
+		}
+		done <- struct{}{}
+	}
+	go cp(a, b)
+	go cp(b, a)
+	<-done
+	<-done
+}
+
+func addrPort(a net.Addr) netip.AddrPort {
+	ta, ok := a.(*net.TCPAddr)
+	if !ok {
+		return netip.AddrPort{}
+	}
+	ap := ta.AddrPort()
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+func unspecifiedLike(a netip.Addr) netip.Addr {
+	if a.Is4() {
+		return netip.IPv4Unspecified()
+	}
+	return netip.IPv6Unspecified()
+}
+
+// listenerStatPrefix names a listener's stats as Envoy does: listener.0.0.0.0_15001. or listener.[::]_15001.
+func listenerStatPrefix(ap netip.AddrPort) string {
+	if ap.Addr().Is6() {
+		return fmt.Sprintf("listener.[%s]_%d.", ap.Addr(), ap.Port())
+	}
+	return fmt.Sprintf("listener.%s_%d.", ap.Addr(), ap.Port())
+}
