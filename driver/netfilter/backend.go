@@ -1,0 +1,191 @@
+package netfilter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/istio-sidecar/istio-sidecar/driver/rules"
+)
+
+// BackendName is the iptables flavour: the nf_tables-based one or the legacy x_tables one.
+type BackendName string
+
+const (
+	NFTables BackendName = "nf_tables"
+	Legacy   BackendName = "legacy"
+)
+
+// Backend is a detected iptables flavour with the exact binaries to run.
+type Backend struct {
+	Name    BackendName
+	Version string // e.g. "v1.8.9"
+	prefix  string // "iptables-nft" or "iptables-legacy" (ip6tables-... for IPv6)
+}
+
+// ErrMissingSupport means the namespace or host lacks a table, match or target the ruleset needs.
+var ErrMissingSupport = errors.New("missing netfilter support")
+
+func (b Backend) bin(f rules.Family, suffix string) string {
+	p := b.prefix
+	if f == rules.IPv6 {
+		p = "ip6" + strings.TrimPrefix(p, "ip")
+	}
+	return p + suffix
+}
+
+// saveArgv and restoreArgv build argv; legacy waits for the global xtables lock instead of failing on it.
+func (b Backend) saveArgv(f rules.Family) []string { return []string{b.bin(f, "-save")} }
+
+func (b Backend) restoreArgv(f rules.Family) []string {
+	argv := []string{b.bin(f, "-restore"), "--noflush"}
+	if b.Name == Legacy {
+		argv = append(argv, "--wait=10")
+	}
+	return argv
+}
+
+var versionPattern = regexp.MustCompile(`v[0-9]+\.[0-9]+(\.[0-9]+)?`)
+
+func probeBackend(ctx context.Context, name BackendName) (Backend, bool) {
+	prefix := "iptables-nft"
+	if name == Legacy {
+		prefix = "iptables-legacy"
+	}
+	if _, err := exec.LookPath(prefix); err != nil {
+		return Backend{}, false
+	}
+	out, err := run(ctx, "", "", prefix, "--version")
+	if err != nil {
+		return Backend{}, false
+	}
+	return Backend{Name: name, Version: versionPattern.FindString(out), prefix: prefix}, true
+}
+
+// detector caches one detection per namespace (path plus inode, so a recreated namespace is detected again).
+type detector struct {
+	mu    sync.Mutex
+	cache map[string]Backend
+}
+
+var defaultDetector = &detector{cache: map[string]Backend{}}
+
+func nsKey(nsPath string) string {
+	if nsPath == "" {
+		nsPath = "/proc/self/ns/net"
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(nsPath, &st); err != nil {
+		return nsPath
+	}
+	return fmt.Sprintf("%s@%d:%d", nsPath, st.Dev, st.Ino)
+}
+
+// Detect picks the backend for a namespace as Istio and Kuma do: the flavour that already holds rules there
+// wins (legacy only when it alone does); otherwise the flavour the system's `iptables` is.
+func Detect(ctx context.Context, nsPath string) (Backend, error) {
+	return defaultDetector.detect(ctx, nsPath)
+}
+
+func (d *detector) detect(ctx context.Context, nsPath string) (Backend, error) {
+	key := nsKey(nsPath)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if b, ok := d.cache[key]; ok {
+		return b, nil
+	}
+	b, err := detectUncached(ctx, nsPath)
+	if err != nil {
+		return Backend{}, err
+	}
+	if err := checkNat(ctx, nsPath, b); err != nil {
+		return Backend{}, err
+	}
+	d.cache[key] = b
+	return b, nil
+}
+
+func detectUncached(ctx context.Context, nsPath string) (Backend, error) {
+	if nsPath != "" {
+		if _, err := os.Stat(nsPath); err != nil {
+			return Backend{}, fmt.Errorf("%w: %s", ErrNamespaceGone, nsPath)
+		}
+	}
+	nft, hasNFT := probeBackend(ctx, NFTables)
+	legacy, hasLegacy := probeBackend(ctx, Legacy)
+	switch {
+	case !hasNFT && !hasLegacy:
+		return Backend{}, fmt.Errorf("%w: neither iptables-nft nor iptables-legacy is installed", ErrMissingSupport)
+	case !hasNFT:
+		return legacy, nil
+	case !hasLegacy:
+		return nft, nil
+	}
+	if countRules(ctx, nsPath, nft) == 0 && countRules(ctx, nsPath, legacy) > 0 {
+		return legacy, nil
+	}
+	if countRules(ctx, nsPath, nft) > 0 {
+		return nft, nil
+	}
+	out, err := run(ctx, "", "", "iptables", "--version")
+	if err == nil && strings.Contains(out, "legacy") {
+		return legacy, nil
+	}
+	return nft, nil
+}
+
+func countRules(ctx context.Context, nsPath string, b Backend) int {
+	n := 0
+	for _, f := range []rules.Family{rules.IPv4, rules.IPv6} {
+		out, err := run(ctx, nsPath, "", b.saveArgv(f)...)
+		if err != nil {
+			continue
+		}
+		n += strings.Count(out, "\n-A ")
+	}
+	return n
+}
+
+// checkNat fails early, with a clear message, when the nat table cannot be used in the namespace.
+func checkNat(ctx context.Context, nsPath string, b Backend) error {
+	argv := []string{b.bin(rules.IPv4, ""), "-t", "nat", "-S", "OUTPUT"}
+	if b.Name == Legacy {
+		argv = append(argv, "-w", "10")
+	}
+	if _, err := run(ctx, nsPath, "", argv...); err != nil {
+		return fmt.Errorf("%w: nat table unavailable (%s, kernel module iptable_nat/nft_chain_nat?): %w", ErrMissingSupport, b.Name, err)
+	}
+	return nil
+}
+
+// missingPieces maps iptables' complaints to the piece the operator must install.
+var missingPieces = []struct {
+	pattern *regexp.Regexp
+	what    string
+}{
+	{regexp.MustCompile("Couldn't load match `([a-z0-9_]+)'"), "match module %s (xt_%s)"},
+	{regexp.MustCompile("Couldn't load target `([A-Za-z0-9_]+)'"), "target %s (xt_%s)"},
+	{regexp.MustCompile(`Extension ([A-Za-z0-9_]+) revision \d+ not supported`), "extension %s (xt_%s)"},
+	{regexp.MustCompile("[Tt]able `?([a-z]+)'? does not exist"), "table %s (iptable_%s)"},
+}
+
+// diagnose wraps a restore failure in ErrMissingSupport when stderr names a missing module.
+func diagnose(err error) error {
+	var ee *ExecError
+	if !errors.As(err, &ee) {
+		return err
+	}
+	for _, m := range missingPieces {
+		if g := m.pattern.FindStringSubmatch(ee.Stderr); g != nil {
+			what := fmt.Sprintf(m.what, g[1], strings.ToLower(g[1]))
+			return fmt.Errorf("%w: %s: %w", ErrMissingSupport, what, err)
+		}
+	}
+	return err
+}

@@ -1,0 +1,309 @@
+package rules
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// Mode is the inbound interception mode.
+type Mode string
+
+const (
+	ModeRedirect Mode = "REDIRECT"
+	ModeTProxy   Mode = "TPROXY"
+)
+
+// maxListLen bounds every list so a typo (or a hostile job) cannot produce a payload of millions of rules.
+const maxListLen = 10000
+
+// Config is a checked Spec merged with Defaults and Env: every value typed, every combination valid.
+type Config struct {
+	Mode Mode
+
+	InboundAll      bool     // capture every inbound port except InboundExclude
+	InboundPorts    []uint16 // capture only these (when !InboundAll)
+	InboundExclude  []uint16 // Defaults.ExcludeInboundPorts then the job's, deduplicated
+	OutboundAll     bool     // capture every outbound destination except OutboundExclude
+	OutboundInclude []netip.Prefix
+	OutboundExclude []netip.Prefix
+	OutPortsInclude []uint16
+	OutPortsExclude []uint16
+	ExcludeIfaces   []Iface
+
+	DNS         bool
+	DNSAll      bool
+	Nameservers []netip.Addr // unmapped; split by family at Build time
+	DropInvalid bool
+	IPv6        bool
+
+	ProxyPort, InboundPort, TunnelPort, DNSPort uint16
+	ProxyUIDs, ProxyGIDs                        []uint32
+	TProxyMark                                  uint32
+	HostLoopback                                netip.Prefix
+}
+
+// Parse checks spec against defaults and env. Errors are *FieldError (possibly joined) naming the HCL key.
+func Parse(spec Spec, defaults Defaults, env Env) (Config, error) {
+	if err := checkDefaults(defaults); err != nil {
+		return Config{}, err
+	}
+	cfg := Config{
+		ProxyPort: defaults.OutboundCapturePort, InboundPort: defaults.InboundCapturePort,
+		TunnelPort: defaults.InboundTunnelPort, DNSPort: defaults.DNSCapturePort,
+		ProxyUIDs: defaults.ProxyUIDs, ProxyGIDs: defaults.ProxyGIDs,
+		TProxyMark: defaults.TProxyMark, HostLoopback: defaults.HostLoopback.Masked(),
+		IPv6: env.HasIPv6, DNS: spec.DNSCapture, DNSAll: spec.CaptureAllDNS, DropInvalid: spec.DropInvalid,
+	}
+	var errs []error
+	add := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	var err error
+	cfg.Mode, err = parseMode(spec.InterceptionMode)
+	add(err)
+	cfg.InboundAll, cfg.InboundPorts, err = parsePortsOrAll("include_inbound_ports", spec.IncludeInboundPorts)
+	add(err)
+	userExclude, err := parsePorts("exclude_inbound_ports", spec.ExcludeInboundPorts)
+	add(err)
+	cfg.InboundExclude = dedupe(append(append([]uint16(nil), defaults.ExcludeInboundPorts...), userExclude...))
+	cfg.OutboundAll, cfg.OutboundInclude, err = parsePrefixesOrAll("include_outbound_ip_ranges", spec.IncludeOutboundIPRanges)
+	add(err)
+	cfg.OutboundExclude, err = parsePrefixes("exclude_outbound_ip_ranges", spec.ExcludeOutboundIPRanges)
+	add(err)
+	cfg.OutPortsInclude, err = parsePorts("include_outbound_ports", spec.IncludeOutboundPorts)
+	add(err)
+	cfg.OutPortsExclude, err = parsePorts("exclude_outbound_ports", spec.ExcludeOutboundPorts)
+	add(err)
+	cfg.ExcludeIfaces, err = parseIfaces("exclude_interfaces", spec.ExcludeInterfaces)
+	add(err)
+	cfg.Nameservers, err = checkNameservers(env.Nameservers)
+	add(err)
+	if len(errs) > 0 {
+		return Config{}, errors.Join(errs...)
+	}
+	if err := checkCombinations(spec, cfg); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+func checkCombinations(spec Spec, cfg Config) error {
+	if !cfg.InboundAll && len(spec.ExcludeInboundPorts) > 0 {
+		// Istio silently ignores exclusions next to an explicit list; say so instead.
+		return fieldErr("exclude_inbound_ports", -1, strings.Join(spec.ExcludeInboundPorts, ","),
+			`only applies when include_inbound_ports is "*"`, nil)
+	}
+	if cfg.DNSAll && !cfg.DNS {
+		return fieldErr("capture_all_dns", -1, "true", "requires dns_capture = true", nil)
+	}
+	if cfg.DNS && !cfg.DNSAll && len(cfg.Nameservers) == 0 {
+		// Istio logs a warning and disables capture; failing is clearer than a sidecar that silently doesn't.
+		return fieldErr("dns_capture", -1, "true",
+			"needs a nameserver in the task's resolv.conf or capture_all_dns = true", nil)
+	}
+	return nil
+}
+
+func checkDefaults(d Defaults) error {
+	ports := []struct {
+		name string
+		v    uint16
+	}{
+		{"outbound_capture_port", d.OutboundCapturePort}, {"inbound_capture_port", d.InboundCapturePort},
+		{"inbound_tunnel_port", d.InboundTunnelPort}, {"dns_capture_port", d.DNSCapturePort},
+	}
+	for _, p := range ports {
+		if p.v == 0 {
+			return fieldErr("defaults."+p.name, -1, "0", "is not a port (1-65535)", nil)
+		}
+	}
+	for i, p := range d.ExcludeInboundPorts {
+		if p == 0 {
+			return fieldErr("defaults.exclude_inbound_ports", i, "0", "is not a port (1-65535)", nil)
+		}
+	}
+	if len(d.ProxyUIDs) == 0 {
+		return fieldErr("defaults.proxy_uids", -1, "", "must list at least one UID", nil)
+	}
+	if len(d.ProxyGIDs) == 0 {
+		return fieldErr("defaults.proxy_gids", -1, "", "must list at least one GID", nil)
+	}
+	if d.TProxyMark == 0 {
+		return fieldErr("defaults.tproxy_mark", -1, "0", "must be non-zero", nil)
+	}
+	if !d.HostLoopback.IsValid() || !d.HostLoopback.Addr().Is4() || !d.HostLoopback.Addr().IsLoopback() {
+		return fieldErr("defaults.host_loopback", -1, d.HostLoopback.String(), "is not an IPv4 loopback CIDR", nil)
+	}
+	return nil
+}
+
+func parseMode(s string) (Mode, error) {
+	switch Mode(s) {
+	case "", ModeRedirect:
+		return ModeRedirect, nil
+	case ModeTProxy:
+		return ModeTProxy, nil
+	}
+	return "", fieldErr("interception_mode", -1, s, `is not "REDIRECT" or "TPROXY"`, nil)
+}
+
+// parsePortsOrAll handles Istio's include lists: nil means "*", ["*"] means all, [] means none.
+func parsePortsOrAll(field string, vals []string) (bool, []uint16, error) {
+	if vals == nil {
+		return true, nil, nil
+	}
+	all, err := wildcard(field, vals)
+	if all || err != nil {
+		return all, nil, err
+	}
+	ports, err := parsePorts(field, vals)
+	return false, ports, err
+}
+
+func parsePrefixesOrAll(field string, vals []string) (bool, []netip.Prefix, error) {
+	if vals == nil {
+		return true, nil, nil
+	}
+	all, err := wildcard(field, vals)
+	if all || err != nil {
+		return all, nil, err
+	}
+	ps, err := parsePrefixes(field, vals)
+	return false, ps, err
+}
+
+// wildcard reports whether vals is exactly ["*"]; "*" next to other values is an error.
+func wildcard(field string, vals []string) (bool, error) {
+	for i, v := range vals {
+		if v == "*" {
+			if len(vals) != 1 {
+				return false, fieldErr(field, i, v, "must be the only value", nil)
+			}
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func checkLen(field string, vals []string) error {
+	if len(vals) > maxListLen {
+		return fieldErr(field, -1, fmt.Sprintf("%d values", len(vals)), fmt.Sprintf("exceeds %d values", maxListLen), nil)
+	}
+	return nil
+}
+
+func parsePorts(field string, vals []string) ([]uint16, error) {
+	if err := checkLen(field, vals); err != nil {
+		return nil, err
+	}
+	var out []uint16
+	for i, v := range vals {
+		n, err := strconv.ParseUint(v, 10, 16)
+		if err != nil || n == 0 {
+			return nil, fieldErr(field, i, v, "is not a port (1-65535)", nil)
+		}
+		out = append(out, uint16(n))
+	}
+	return dedupe(out), nil
+}
+
+func parsePrefixes(field string, vals []string) ([]netip.Prefix, error) {
+	if err := checkLen(field, vals); err != nil {
+		return nil, err
+	}
+	var out []netip.Prefix
+	for i, v := range vals {
+		p, err := parsePrefix(v)
+		if err != nil {
+			return nil, fieldErr(field, i, v, "is not a CIDR", nil)
+		}
+		out = append(out, p)
+	}
+	return dedupe(out), nil
+}
+
+// parsePrefix accepts a CIDR or a bare address (a host route), and masks host bits as iptables would.
+func parsePrefix(v string) (netip.Prefix, error) {
+	if !strings.Contains(v, "/") {
+		a, err := netip.ParseAddr(v)
+		if err != nil || a.Zone() != "" {
+			return netip.Prefix{}, fmt.Errorf("bad address %q", v)
+		}
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	p, err := netip.ParsePrefix(v)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return p.Masked(), nil
+}
+
+func parseIfaces(field string, vals []string) ([]Iface, error) {
+	if err := checkLen(field, vals); err != nil {
+		return nil, err
+	}
+	var out []Iface
+	for i, v := range vals {
+		if reason := ifaceProblem(v); reason != "" {
+			return nil, fieldErr(field, i, v, reason, nil)
+		}
+		out = append(out, Iface(v))
+	}
+	return dedupe(out), nil
+}
+
+// ifaceProblem applies Linux's dev_valid_name (length < IFNAMSIZ, not "." or "..", no '/', ':' or whitespace)
+// and, stricter than the kernel, allows only [A-Za-z0-9._-] plus iptables' trailing '+' wildcard, so a name
+// can never carry quotes, '!' or other syntax into an iptables-restore line.
+func ifaceProblem(v string) string {
+	const ifNameSize = 16
+	switch {
+	case v == "":
+		return "is empty"
+	case len(v) >= ifNameSize:
+		return fmt.Sprintf("is longer than %d bytes (IFNAMSIZ)", ifNameSize-1)
+	case v == "." || v == "..":
+		return "is not a valid interface name"
+	}
+	for i, r := range v {
+		ok := r == '-' || r == '_' || r == '.' || (r >= '0' && r <= '9') || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z')
+		if r == '+' && i == len(v)-1 && i > 0 {
+			ok = true
+		}
+		if !ok {
+			return fmt.Sprintf("has %q: an interface name allows only letters, digits, '-', '_', '.' and a trailing '+'", r)
+		}
+	}
+	return ""
+}
+
+func checkNameservers(ns []netip.Addr) ([]netip.Addr, error) {
+	var out []netip.Addr
+	for i, a := range ns {
+		if !a.IsValid() || a.Zone() != "" {
+			return nil, fieldErr("env.nameservers", i, a.String(), "is not a usable nameserver address", nil)
+		}
+		out = append(out, a.Unmap())
+	}
+	return dedupe(out), nil
+}
+
+func dedupe[T comparable](in []T) []T {
+	if len(in) == 0 {
+		return nil
+	}
+	seen := make(map[T]bool, len(in))
+	out := in[:0:0]
+	for _, v := range in {
+		if !seen[v] {
+			seen[v] = true
+			out = append(out, v)
+		}
+	}
+	return out
+}

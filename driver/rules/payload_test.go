@@ -1,0 +1,104 @@
+package rules
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+// saveOf renders a ruleset's family as iptables-save would print it after a fresh apply, plus foreign lines.
+func saveOf(rs Ruleset, f Family, foreign map[Table][]string) string {
+	var b strings.Builder
+	payload := rs.Payload(f)
+	for _, block := range strings.SplitAfter(payload, "COMMIT\n") {
+		if block == "" {
+			continue
+		}
+		lines := strings.Split(strings.TrimSuffix(block, "COMMIT\n"), "\n")
+		b.WriteString(lines[0] + "\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n")
+		for _, l := range lines[1:] {
+			if l != "" {
+				b.WriteString(l + "\n")
+			}
+		}
+		for _, l := range foreign[Table(strings.TrimPrefix(lines[0], "*"))] {
+			b.WriteString(l + "\n")
+		}
+		b.WriteString("COMMIT\n")
+	}
+	return b.String()
+}
+
+func TestReplaceAndCleanupPayloads(t *testing.T) {
+	old := buildCase(t, goldenCase{name: "dns", spec: Spec{DNSCapture: true}, env: Env{Nameservers: twoNameservers}})
+	foreign := map[Table][]string{TableNat: {"-A OUTPUT -d 10.9.9.9/32 -j RETURN"}}
+	saved, err := ParseSave(saveOf(old, IPv4, foreign))
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner := Owner{AllocID: testAlloc}
+	if err := saved.CheckOwner(owner); err != nil {
+		t.Fatal(err)
+	}
+	present := saved.Present(owner)
+	if d := old.Diff(IPv4, present); len(d) != 0 {
+		t.Fatalf("Diff of identical state: %v", d)
+	}
+	updated := buildCase(t, goldenCase{name: "defaults"})
+	if d := updated.Diff(IPv4, present); len(d) == 0 {
+		t.Fatal("Diff found no difference between DNS and default rulesets")
+	}
+	replace := updated.ReplacePayload(IPv4, present)
+	for _, want := range []string{
+		"-D OUTPUT -m comment --comment \"istio-sidecar:alloc=" + testAlloc + "\" -j ISTIO_OUTPUT_DNS\n",
+		"-F ISTIO_OUTPUT_DNS\n", "-X ISTIO_OUTPUT_DNS\n", "-D OUTPUT -m comment",
+	} {
+		if !strings.Contains(replace, want) {
+			t.Errorf("replace payload lacks %q:\n%s", want, replace)
+		}
+	}
+	if strings.Contains(replace, "10.9.9.9") {
+		t.Errorf("replace payload names a foreign rule:\n%s", replace)
+	}
+	cleanup := CleanupPayload(present)
+	if strings.Contains(cleanup, "10.9.9.9") || strings.Contains(cleanup, "-A ") || !strings.Contains(cleanup, "-X ISTIO_OUTPUT\n") {
+		t.Errorf("bad cleanup payload:\n%s", cleanup)
+	}
+	if CleanupPayload(Present{}) != "" {
+		t.Error("cleanup of nothing is not empty")
+	}
+}
+
+func TestCheckOwner(t *testing.T) {
+	rs := buildCase(t, goldenCase{name: "defaults"})
+	other := strings.ReplaceAll(saveOf(rs, IPv4, nil), testAlloc, "other-alloc")
+	saved, _ := ParseSave(other)
+	if err := saved.CheckOwner(Owner{AllocID: testAlloc}); !errors.Is(err, ErrOtherOwner) {
+		t.Errorf("err %v, want ErrOtherOwner", err)
+	}
+	if got := saved.Owners(); len(got) != 1 || got[0] != "other-alloc" {
+		t.Errorf("Owners = %v", got)
+	}
+	istio, _ := ParseSave("*nat\n:OUTPUT ACCEPT [0:0]\n:ISTIO_OUTPUT - [0:0]\n-A OUTPUT -j ISTIO_OUTPUT\nCOMMIT\n")
+	if err := istio.CheckOwner(Owner{AllocID: testAlloc}); !errors.Is(err, ErrForeignRules) {
+		t.Errorf("err %v, want ErrForeignRules", err)
+	}
+}
+
+func TestTagParsing(t *testing.T) {
+	cases := map[string]string{
+		`-A OUTPUT -m comment --comment "istio-sidecar:alloc=abc" -j X`:     "abc",
+		`-A OUTPUT -m comment --comment istio-sidecar:alloc=abc -j X`:       "abc",
+		`-A OUTPUT -m comment --comment "istio-sidecar:alloc=abc def" -j X`: "",
+		`-A OUTPUT -m comment --comment "xistio-sidecar:alloc=abc" -j X`:    "",
+		`-A OUTPUT -m comment --comment "istio-sidecar:alloc=abc"`:          "abc",
+	}
+	for line, want := range cases {
+		if got := tagOwner(line); got != want {
+			t.Errorf("tagOwner(%q) = %q, want %q", line, got, want)
+		}
+	}
+	if _, err := ParseSave("*nat\n-I OUTPUT 1 -j X\nCOMMIT\n"); err == nil {
+		t.Error("ParseSave accepted an unknown line")
+	}
+}

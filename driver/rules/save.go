@@ -1,0 +1,150 @@
+package rules
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+)
+
+// Saved is one family's iptables-save output, parsed.
+type Saved struct {
+	Tables []SavedTable
+}
+
+// SavedTable is one "*table" block of iptables-save output.
+type SavedTable struct {
+	Table  Table
+	Chains []Chain // every chain declared, built-in or not, in save order
+	Rules  []SavedRule
+}
+
+// SavedRule is one "-A" line of iptables-save output, kept verbatim so that it can be deleted exactly.
+type SavedRule struct {
+	Table Table
+	Chain Chain
+	Line  string // "-A CHAIN ..." as printed by iptables-save
+	Owner string // alloc ID from our tag, or "" for a rule that is not ours
+}
+
+// tagPattern finds our tag in a saved rule. iptables-save quotes comments; the unquoted form is accepted too.
+// The alloc ID must end at the closing quote (or the field), so "istio-sidecar:alloc=x y" is never read as "x".
+var tagPattern = regexp.MustCompile(`(?:^| )-m comment --comment (?:"` + regexp.QuoteMeta(TagPrefix) +
+	`([A-Za-z0-9._-]+)"|` + regexp.QuoteMeta(TagPrefix) + `([A-Za-z0-9._-]+))(?: |$)`)
+
+// ParseSave parses iptables-save output. Unknown lines are an error: a state we do not understand is never
+// edited.
+func ParseSave(text string) (Saved, error) {
+	var s Saved
+	var cur *SavedTable
+	for n, line := range strings.Split(text, "\n") {
+		line = strings.TrimRight(line, "\r")
+		switch {
+		case line == "" || strings.HasPrefix(line, "#"):
+		case strings.HasPrefix(line, "*"):
+			s.Tables = append(s.Tables, SavedTable{Table: Table(line[1:])})
+			cur = &s.Tables[len(s.Tables)-1]
+		case cur == nil:
+			return Saved{}, fmt.Errorf("iptables-save line %d: %q outside a table", n+1, line)
+		case line == "COMMIT":
+			cur = nil
+		case strings.HasPrefix(line, ":"):
+			name, _, _ := strings.Cut(line[1:], " ")
+			cur.Chains = append(cur.Chains, Chain(name))
+		case strings.HasPrefix(line, "-A "):
+			name, _, _ := strings.Cut(line[3:], " ")
+			cur.Rules = append(cur.Rules, SavedRule{Table: cur.Table, Chain: Chain(name), Line: line, Owner: tagOwner(line)})
+		default:
+			return Saved{}, fmt.Errorf("iptables-save line %d: unexpected %q", n+1, line)
+		}
+	}
+	return s, nil
+}
+
+func tagOwner(line string) string {
+	m := tagPattern.FindStringSubmatch(line)
+	if m == nil {
+		return ""
+	}
+	return m[1] + m[2]
+}
+
+// Owners lists the alloc IDs that own rules in this state, sorted.
+func (s Saved) Owners() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, t := range s.Tables {
+		for _, r := range t.Rules {
+			if r.Owner != "" && !seen[r.Owner] {
+				seen[r.Owner] = true
+				out = append(out, r.Owner)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Present is what one owner has in one family: its tagged rules and the chains it alone fills.
+type Present struct {
+	Rules  []SavedRule
+	Chains map[Table][]Chain // our chains holding at least one rule, all of them the owner's
+}
+
+// Empty reports whether the owner has nothing here.
+func (p Present) Empty() bool { return len(p.Rules) == 0 }
+
+// Present extracts what owner has in this state.
+func (s Saved) Present(owner Owner) Present {
+	p := Present{Chains: map[Table][]Chain{}}
+	for _, t := range s.Tables {
+		count, mine := map[Chain]int{}, map[Chain]int{}
+		for _, r := range t.Rules {
+			count[r.Chain]++
+			if r.Owner == owner.AllocID {
+				mine[r.Chain]++
+				p.Rules = append(p.Rules, r)
+			}
+		}
+		for _, ch := range t.Chains {
+			if IsOwnChain(ch) && mine[ch] > 0 && mine[ch] == count[ch] {
+				p.Chains[t.Table] = append(p.Chains[t.Table], ch)
+			}
+		}
+	}
+	return p
+}
+
+// ErrOtherOwner means the namespace already holds another allocation's rules. Chain names are Istio's and thus
+// shared, so one namespace can hold one owner's ruleset only.
+var ErrOtherOwner = errors.New("namespace already has interception rules of another allocation")
+
+// ErrForeignRules means our chains hold rules we did not write (e.g. Istio's own istio-iptables ran here).
+var ErrForeignRules = errors.New("namespace has ISTIO_* rules not written by istio-sidecar")
+
+// CheckOwner returns an error if anything but owner's rules lives in, or jumps to, our chains.
+func (s Saved) CheckOwner(owner Owner) error {
+	for _, t := range s.Tables {
+		for _, r := range t.Rules {
+			switch {
+			case r.Owner == owner.AllocID:
+			case r.Owner != "":
+				return fmt.Errorf("%w: alloc %q (%s table, chain %s)", ErrOtherOwner, r.Owner, t.Table, r.Chain)
+			case IsOwnChain(r.Chain) || jumpsToOwnChain(r.Line):
+				return fmt.Errorf("%w: %s table: %q", ErrForeignRules, t.Table, r.Line)
+			}
+		}
+	}
+	return nil
+}
+
+func jumpsToOwnChain(line string) bool {
+	f := strings.Fields(line)
+	for i := 0; i+1 < len(f); i++ {
+		if (f[i] == "-j" || f[i] == "-g") && IsOwnChain(Chain(f[i+1])) {
+			return true
+		}
+	}
+	return false
+}
