@@ -25,13 +25,23 @@ import (
 func requireRoot(t *testing.T, tools ...string) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces and iptables rules inside them")
+		skipOrFail(t, "needs root: creates network namespaces and iptables rules inside them")
 	}
 	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s: %v", tool, err)
+			skipOrFail(t, "needs %s: %v", tool, err)
 		}
 	}
+}
+
+// skipOrFail skips, except under `make test` (ISTIO_SIDECAR_REQUIRE_INTEGRATION), where a missing piece must
+// fail rather than pass as a skip.
+func skipOrFail(t *testing.T, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("ISTIO_SIDECAR_REQUIRE_INTEGRATION") != "" {
+		t.Fatalf(format, args...)
+	}
+	t.Skipf(format, args...)
 }
 
 func mustRun(t *testing.T, name string, args ...string) {

@@ -42,7 +42,7 @@ const (
 func TestPilotAgentWithStandin(t *testing.T) {
 	agent := os.Getenv(envPilotAgent)
 	if agent == "" {
-		t.Skipf("set %s to a pilot-agent binary (e2e/build/pilot-agent.sh builds one)", envPilotAgent)
+		skipOrFail(t, "set %s to a pilot-agent binary (e2e/build/pilot-agent.sh builds one)", envPilotAgent)
 	}
 	requireRoot(t, "ip", "iptables", "go")
 	standin := buildStandin(t)

@@ -1,0 +1,184 @@
+package harness
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// PluginName is the driver's name everywhere Nomad needs it: the client's plugin block label, the executable's
+// file name in plugin_dir and the name jobs use in `driver = "..."`.
+const PluginName = "istio-sidecar"
+
+// cniPath holds Debian's containernetworking-plugins, which bridge networking needs.
+const cniPath = "/usr/lib/cni"
+
+// Options configure an agent. The zero value starts an agent with only Nomad's built-in drivers.
+type Options struct {
+	// NomadBin is the agent binary; "" means NomadBin(t) (NOMAD_BIN or e2e/build/nomad.sh).
+	NomadBin string
+	// PluginBin is the istio-sidecar plugin to load, copied into plugin_dir; "" loads no plugin.
+	PluginBin string
+	// PluginConfig becomes `plugin "istio-sidecar" { config { ... } }`, keys sorted. Values may be string, bool,
+	// int or []string. Point pilot_agent_path at a missing file to test an unhealthy driver.
+	PluginConfig map[string]any
+	// ClientHCL is added verbatim inside the client block, for scenarios that need more client settings.
+	ClientHCL string
+	// LogLevel is the agent's log level; "" means DEBUG, which is what one wants in a failed test's log.
+	LogLevel string
+}
+
+// ports are the agent's listeners, chosen free at start and kept across restarts: the server's Raft configuration
+// records its RPC address, and a single server that comes back on another port cannot elect itself.
+type ports struct {
+	HTTP, RPC, Serf int
+}
+
+// freePorts asks the kernel for three distinct free ports on 127.0.0.1. Serf also listens on UDP, so its port must
+// be free for both. Holding every listener until all are chosen keeps the three distinct; another process can
+// still take one between here and the agent's bind, which Start detects and answers with new ports.
+func freePorts() (ports, error) {
+	var held []net.Listener
+	defer func() {
+		for _, l := range held {
+			l.Close()
+		}
+	}()
+	pick := func(udpToo bool) (int, error) {
+		for attempt := 0; attempt < 20; attempt++ {
+			l, err := net.Listen("tcp4", "127.0.0.1:0")
+			if err != nil {
+				return 0, fmt.Errorf("reserving a port: %w", err)
+			}
+			held = append(held, l)
+			port := l.Addr().(*net.TCPAddr).Port
+			if !udpToo {
+				return port, nil
+			}
+			u, err := net.ListenPacket("udp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+			if err != nil {
+				continue // taken for UDP: keep the TCP listener so the next pick differs
+			}
+			u.Close()
+			return port, nil
+		}
+		return 0, fmt.Errorf("no port free for both TCP and UDP")
+	}
+	var p ports
+	var err error
+	if p.HTTP, err = pick(false); err != nil {
+		return p, err
+	}
+	if p.RPC, err = pick(false); err != nil {
+		return p, err
+	}
+	if p.Serf, err = pick(true); err != nil {
+		return p, err
+	}
+	return p, nil
+}
+
+// agentConfig renders the agent's configuration file. It is a dev-like single node (server and client in one
+// process) but not `-dev`: dev mode keeps state in memory and destroys allocations on shutdown, which would make a
+// restart-and-recover scenario impossible and hide leftovers.
+func (a *Agent) agentConfig() (string, error) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "name = %q\n", a.Name)
+	fmt.Fprintf(&b, "data_dir = %q\n", a.DataDir)
+	fmt.Fprintf(&b, "plugin_dir = %q\n", a.PluginDir)
+	fmt.Fprintf(&b, "bind_addr = \"127.0.0.1\"\n")
+	fmt.Fprintf(&b, "log_level = %q\n", a.opts.LogLevel)
+	b.WriteString("disable_update_check = true\n")
+	fmt.Fprintf(&b, "ports {\n  http = %d\n  rpc = %d\n  serf = %d\n}\n", a.ports.HTTP, a.ports.RPC, a.ports.Serf)
+	b.WriteString("advertise {\n  http = \"127.0.0.1\"\n  rpc = \"127.0.0.1\"\n  serf = \"127.0.0.1\"\n}\n")
+	b.WriteString("server {\n  enabled = true\n  bootstrap_expect = 1\n}\n")
+	b.WriteString("client {\n  enabled = true\n")
+	fmt.Fprintf(&b, "  servers = [\"127.0.0.1:%d\"]\n", a.ports.RPC)
+	fmt.Fprintf(&b, "  cni_path = %q\n", cniPath)
+	// A cgroup parent of its own keeps this agent's cpuset partitioning (cgroups v1) and task cgroups apart from any
+	// other agent on the host; the harness removes it after shutdown.
+	fmt.Fprintf(&b, "  cgroup_parent = %q\n", a.CgroupParent)
+	if a.opts.ClientHCL != "" {
+		b.WriteString(indent(a.opts.ClientHCL, "  "))
+	}
+	b.WriteString("}\n")
+	// No Consul runs in the test: keep the agent from advertising to or joining through one.
+	b.WriteString("consul {\n  auto_advertise = false\n  server_auto_join = false\n  client_auto_join = false\n}\n")
+	b.WriteString("plugin \"raw_exec\" {\n  config {\n    enabled = true\n  }\n}\n")
+	if a.opts.PluginBin != "" {
+		body, err := hclBody(a.opts.PluginConfig)
+		if err != nil {
+			return "", fmt.Errorf("plugin %q config: %w", PluginName, err)
+		}
+		fmt.Fprintf(&b, "plugin %q {\n  config {\n", PluginName)
+		b.WriteString(indent(body, "    "))
+		b.WriteString("  }\n}\n")
+	}
+	return b.String(), nil
+}
+
+// hclBody renders attributes in sorted order so that the config file is stable and diffable.
+func hclBody(attrs map[string]any) (string, error) {
+	keys := make([]string, 0, len(attrs))
+	for k := range attrs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		v, err := hclValue(attrs[k])
+		if err != nil {
+			return "", fmt.Errorf("key %s: %w", k, err)
+		}
+		fmt.Fprintf(&b, "%s = %s\n", k, v)
+	}
+	return b.String(), nil
+}
+
+func hclValue(v any) (string, error) {
+	switch v := v.(type) {
+	case string:
+		return strconv.Quote(v), nil
+	case bool:
+		return strconv.FormatBool(v), nil
+	case int:
+		return strconv.Itoa(v), nil
+	case []string:
+		quoted := make([]string, len(v))
+		for i, s := range v {
+			quoted[i] = strconv.Quote(s)
+		}
+		return "[" + strings.Join(quoted, ", ") + "]", nil
+	default:
+		return "", fmt.Errorf("unsupported value %v of type %T (want string, bool, int or []string)", v, v)
+	}
+}
+
+func indent(s, prefix string) string {
+	var b strings.Builder
+	for _, line := range strings.Split(strings.TrimRight(s, "\n"), "\n") {
+		if line != "" {
+			b.WriteString(prefix)
+		}
+		b.WriteString(line + "\n")
+	}
+	return b.String()
+}
+
+// installPlugin copies the plugin into plugin_dir under the name Nomad requires. A copy rather than a symlink gives
+// the plugin process an executable path unique to this agent (/proc/<pid>/exe resolves symlinks), which is how
+// KillPlugin and the leftover check tell this agent's plugin from another agent's.
+func installPlugin(src, pluginDir string) error {
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return fmt.Errorf("reading plugin: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(pluginDir, PluginName), data, 0o755); err != nil {
+		return fmt.Errorf("installing plugin: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,22 @@
+// Package harness runs a real Nomad v1.6.3 agent (server and client on one node) for end-to-end tests of the
+// istio-sidecar task driver, and gives tests small, deadline-bound helpers around it: wait for the leader, the
+// node and a driver's health; register jobs from e2e/jobs/*.hcl; wait for allocations and tasks; read task events
+// and logs; restart the agent on the same data dir; SIGKILL the plugin. Every agent lives in its own temporary
+// directory with ports chosen free at run time, so a `make demo` agent or a parallel run never collides with it.
+//
+// At cleanup the harness stops every job, waits for the allocations to be terminal, stops the agent (SIGINT, then
+// SIGKILL after a grace) and fails the test if any process of that agent (plugin, executor, task) or any of its
+// allocations' network namespaces is left behind. The agent's log is written to the test log when the test fails.
+//
+// The e2e tests (build tag e2e, in package e2e) find their binaries through these environment variables:
+//
+//	NOMAD_BIN                  the Nomad agent; default: the path printed by e2e/build/nomad.sh (v1.6.3 only)
+//	ISTIO_SIDECAR_BIN          the plugin; default: bin/istio-sidecar at the repository root (make build)
+//	ISTIO_SIDECAR_PILOT_AGENT  Istio's pilot-agent; default: the path printed by e2e/build/pilot-agent.sh
+//	ISTIO_SIDECAR_ENVOY        the Envoy pilot-agent starts; default: bin/standin-envoy at the repository root;
+//	                           point it at a real Envoy to run the scenarios against one
+//	ISTIO_SIDECAR_E2E_KEEP     when set to 1, keep each agent's temporary directory for inspection
+//
+// Most scenarios need root (Nomad's client, network namespaces, iptables); they skip with the reason when it is
+// missing, so a scenario never passes without having run.
+package harness

@@ -1,0 +1,179 @@
+package harness
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/nomad/api"
+)
+
+// allocTimeout bounds waits on allocations and tasks: placement, start, and exit of short tasks.
+const allocTimeout = 90 * time.Second
+
+// JobsDir returns e2e/jobs at the repository root, where every scenario's jobspec lives.
+func JobsDir() (string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(root, "e2e", "jobs"), nil
+}
+
+// ParseJob parses a jobspec through the agent's /v1/jobs/parse, so the job is exactly what Nomad v1.6.3 reads
+// from the file. file is relative to e2e/jobs (or absolute); vars are the jobspec's HCL2 variables.
+func (a *Agent) ParseJob(t testing.TB, file string, vars map[string]string) *api.Job {
+	t.Helper()
+	path := file
+	if !filepath.IsAbs(path) {
+		dir, err := JobsDir()
+		if err != nil {
+			t.Fatalf("locating jobspecs: %v", err)
+		}
+		path = filepath.Join(dir, file)
+	}
+	src, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("reading jobspec: %v", err)
+	}
+	job, err := a.Client.Jobs().ParseHCLOpts(&api.JobsParseRequest{
+		JobHCL:       string(src),
+		Variables:    varFile(vars),
+		Canonicalize: true,
+	})
+	if err != nil {
+		t.Fatalf("parsing %s with variables %v: %v", path, vars, err)
+	}
+	return job
+}
+
+// varFile renders variables as the content of a variables file, sorted for a stable request.
+func varFile(vars map[string]string) string {
+	keys := make([]string, 0, len(vars))
+	for k := range vars {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&b, "%s = %s\n", k, strconv.Quote(vars[k]))
+	}
+	return b.String()
+}
+
+// RegisterJob parses and registers a jobspec from e2e/jobs and returns the job and its registration evaluation.
+func (a *Agent) RegisterJob(t testing.TB, file string, vars map[string]string) (*api.Job, string) {
+	t.Helper()
+	job := a.ParseJob(t, file, vars)
+	resp, _, err := a.Client.Jobs().Register(job, nil)
+	if err != nil {
+		t.Fatalf("registering job %s from %s: %v", *job.ID, file, err)
+	}
+	t.Logf("registered job %s (eval %s)", *job.ID, resp.EvalID)
+	return job, resp.EvalID
+}
+
+// WaitEval waits until the evaluation is no longer pending and returns it. A job that cannot be placed gives a
+// complete evaluation with FailedTGAllocs and a BlockedEval; see PlacementFailures.
+func (a *Agent) WaitEval(t testing.TB, evalID string) *api.Evaluation {
+	t.Helper()
+	var eval *api.Evaluation
+	a.waitFor(t, allocTimeout, "evaluation "+evalID+" processed", func() (bool, string) {
+		e, _, err := a.Client.Evaluations().Info(evalID, nil)
+		if err != nil {
+			return false, err.Error()
+		}
+		eval = e
+		return e.Status != api.EvalStatusPending, "status " + e.Status
+	})
+	return eval
+}
+
+// PlacementFailures renders an evaluation's failed placements as one line per task group, such as
+// `group "app": 1 of 1 nodes filtered: constraint "missing drivers" filtered 1`.
+func PlacementFailures(eval *api.Evaluation) []string {
+	groups := make([]string, 0, len(eval.FailedTGAllocs))
+	for g := range eval.FailedTGAllocs {
+		groups = append(groups, g)
+	}
+	sort.Strings(groups)
+	var lines []string
+	for _, g := range groups {
+		m := eval.FailedTGAllocs[g]
+		line := fmt.Sprintf("group %q: %d of %d nodes filtered", g, m.NodesFiltered, m.NodesEvaluated)
+		for _, reason := range sortedKeys(m.ConstraintFiltered) {
+			line += fmt.Sprintf(": constraint %q filtered %d", reason, m.ConstraintFiltered[reason])
+		}
+		for _, class := range sortedKeys(m.ClassFiltered) {
+			line += fmt.Sprintf(": class %q filtered %d", class, m.ClassFiltered[class])
+		}
+		for _, dim := range sortedKeys(m.DimensionExhausted) {
+			line += fmt.Sprintf(": %q exhausted on %d", dim, m.DimensionExhausted[dim])
+		}
+		lines = append(lines, line)
+	}
+	return lines
+}
+
+func sortedKeys(m map[string]int) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// StopJob deregisters the job (without purging, so its allocations stay readable) and waits until all its
+// allocations are terminal.
+func (a *Agent) StopJob(t testing.TB, jobID string) {
+	t.Helper()
+	if _, _, err := a.Client.Jobs().Deregister(jobID, false, nil); err != nil {
+		t.Fatalf("stopping job %s: %v", jobID, err)
+	}
+	a.WaitAllocsTerminal(t, jobID)
+}
+
+// WaitAllocsTerminal waits until every allocation of the job has finished on the client (complete, failed or lost).
+func (a *Agent) WaitAllocsTerminal(t testing.TB, jobID string) {
+	t.Helper()
+	if err := a.waitAllocsTerminal(jobID, allocTimeout); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (a *Agent) waitAllocsTerminal(jobID string, timeout time.Duration) error {
+	return poll(timeout, pollInterval, a.exitedErr, "allocations of job "+jobID+" terminal", func() (bool, string) {
+		stubs, _, err := a.Client.Jobs().Allocations(jobID, true, nil)
+		if err != nil {
+			return false, err.Error()
+		}
+		var running []string
+		for _, s := range stubs {
+			a.noteAlloc(s.ID)
+			if !clientTerminal(s.ClientStatus) {
+				running = append(running, s.ID[:8]+" "+s.ClientStatus)
+			}
+		}
+		return len(running) == 0, fmt.Sprintf("not terminal: %v", running)
+	})
+}
+
+func clientTerminal(status string) bool {
+	switch status {
+	case api.AllocClientStatusComplete, api.AllocClientStatusFailed, api.AllocClientStatusLost:
+		return true
+	}
+	return false
+}
+
+func (a *Agent) noteAlloc(id string) {
+	a.mu.Lock()
+	a.allocs[id] = true
+	a.mu.Unlock()
+}
