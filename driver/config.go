@@ -2,10 +2,12 @@ package driver
 
 import (
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"time"
 
 	"github.com/istio-sidecar/istio-sidecar/driver/proxy"
+	"github.com/istio-sidecar/istio-sidecar/driver/rules"
 )
 
 const (
@@ -34,25 +36,37 @@ type Config struct {
 	RootCertPath          string `codec:"root_cert_path"`
 	ReadinessTimeout      string `codec:"readiness_timeout"`
 	NoCgroups             bool   `codec:"no_cgroups"`
+
+	Interception            rules.Spec `codec:"interception"`
+	HostExcludePorts        []string   `codec:"host_exclude_ports"`
+	InterceptionGracePeriod string     `codec:"interception_grace_period"`
+	DriftCheckInterval      string     `codec:"drift_check_interval"`
+	StateDir                string     `codec:"state_dir"`
 }
 
 // settings is a validated Config, with typed values.
 type settings struct {
 	Config
 	readinessTimeout time.Duration
+	gracePeriod      time.Duration
+	driftInterval    time.Duration
 }
 
 func defaultConfig() Config {
 	return Config{
-		PilotAgentPath:        defaultPilotAgentPath,
-		EnvoyPath:             defaultEnvoyPath,
-		BootstrapTemplatePath: defaultBootstrapTemplate,
-		ProxyUID:              1337,
-		ProxyGID:              1337,
-		DiscoveryAddress:      defaultDiscoveryAddress,
-		TrustDomain:           "cluster.local",
-		ClusterID:             "Kubernetes",
-		ReadinessTimeout:      "60s",
+		PilotAgentPath:          defaultPilotAgentPath,
+		EnvoyPath:               defaultEnvoyPath,
+		BootstrapTemplatePath:   defaultBootstrapTemplate,
+		ProxyUID:                1337,
+		ProxyGID:                1337,
+		DiscoveryAddress:        defaultDiscoveryAddress,
+		TrustDomain:             "cluster.local",
+		ClusterID:               "Kubernetes",
+		ReadinessTimeout:        "60s",
+		HostExcludePorts:        defaultHostExcludePorts,
+		InterceptionGracePeriod: "1m",
+		DriftCheckInterval:      "30s",
+		StateDir:                "/run/istio-sidecar",
 	}
 }
 
@@ -98,11 +112,37 @@ func (c Config) validate() (*settings, error) {
 	if _, err := proxy.ParseProxyConfigYAML("proxy_config", c.ProxyConfig); err != nil {
 		return nil, err
 	}
-	timeout, err := positiveDuration("readiness_timeout", c.ReadinessTimeout)
-	if err != nil {
+	if !filepath.IsAbs(c.StateDir) {
+		return nil, fmt.Errorf("state_dir: %q must be an absolute path", c.StateDir)
+	}
+	if err := c.validateInterception(); err != nil {
 		return nil, err
 	}
-	return &settings{Config: c, readinessTimeout: timeout}, nil
+	s := &settings{Config: c}
+	var err error
+	if s.readinessTimeout, err = positiveDuration("readiness_timeout", c.ReadinessTimeout); err != nil {
+		return nil, err
+	}
+	if s.gracePeriod, err = positiveDuration("interception_grace_period", c.InterceptionGracePeriod); err != nil {
+		return nil, err
+	}
+	if s.driftInterval, err = time.ParseDuration(c.DriftCheckInterval); err != nil || s.driftInterval < 0 {
+		return nil, fmt.Errorf("drift_check_interval: %q must be a duration, such as 30s (0s turns the check off)", c.DriftCheckInterval)
+	}
+	return s, nil
+}
+
+// validateInterception parses the fleet's interception defaults on their own; the namespace they will meet
+// is not known yet, so a placeholder nameserver stands in for the one DNS capture would find.
+func (c Config) validateInterception() error {
+	env := rules.Env{Nameservers: []netip.Addr{netip.MustParseAddr("127.0.0.53")}}
+	if _, err := rules.Parse(c.Interception, rules.StandardDefaults(), env); err != nil {
+		return fmt.Errorf("interception: %w", err)
+	}
+	if _, err := rules.Parse(rules.Spec{ExcludeOutboundPorts: c.HostExcludePorts}, rules.StandardDefaults(), env); err != nil {
+		return fmt.Errorf("host_exclude_ports: %w", err)
+	}
+	return nil
 }
 
 // checkProxyID refuses root: the proxy's own traffic is told apart from the app's by its UID and GID, and Envoy

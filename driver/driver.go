@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/consul-template/signals"
@@ -24,6 +25,9 @@ type Driver struct {
 	settings    *settings
 	nomadConfig *base.ClientDriverConfig
 	probes      probes
+
+	allocs        *allocTracker
+	reconcileOnce sync.Once
 }
 
 // New returns the driver; Nomad configures it with SetConfig.
@@ -40,6 +44,7 @@ func New(ctx context.Context, logger hclog.Logger) *Driver {
 		tasks:    newTaskStore(),
 		settings: s,
 		probes:   hostProbes(),
+		allocs:   newAllocTracker(),
 	}
 }
 
@@ -62,7 +67,9 @@ func (d *Driver) SetConfig(cfg *base.Config) error {
 	}
 	d.settings = s
 	if cfg.AgentConfig != nil {
+		// Only the instance Nomad keeps gets the agent config; the throwaway one must not sweep anything.
 		d.nomadConfig = cfg.AgentConfig.Driver
+		d.reconcileOnce.Do(func() { go d.reconcile() })
 	}
 	return nil
 }

@@ -32,6 +32,8 @@ type taskHandle struct {
 
 	// stopping is set by StopTask, so that the exit that follows is not mistaken for Envoy dying.
 	stopping atomic.Bool
+	// onExit runs once the proxy has exited and its state is recorded.
+	onExit func()
 
 	stateLock   sync.RWMutex
 	procState   drivers.TaskState
@@ -80,7 +82,12 @@ func (h *taskHandle) exitErr() error {
 }
 
 func (h *taskHandle) run() {
-	defer close(h.doneCh)
+	defer func() {
+		close(h.doneCh)
+		if h.onExit != nil {
+			h.onExit()
+		}
+	}()
 	ps, err := h.exec.Wait(context.Background())
 
 	// pilot-agent does not take Envoy with it when it dies by SIGKILL: kill what is left of the process group

@@ -3,6 +3,7 @@
 package driver
 
 import (
+	"strings"
 	"time"
 
 	"github.com/hashicorp/nomad/plugins/base"
@@ -55,11 +56,43 @@ var configSpec = hclspec.NewObject(map[string]*hclspec.Spec{
 	"root_cert_path":          attr("root_cert_path", "string", nil),
 	"readiness_timeout":       attr("readiness_timeout", "string", str("60s")),
 	"no_cgroups":              attr("no_cgroups", "bool", hclspec.NewLiteral("false")),
+	// Fleet-wide interception defaults, the same keys as the jobspec's; a key a job sets replaces these.
+	"interception":              hclspec.NewBlock("interception", false, hclspec.NewObject(interceptionSpec())),
+	"host_exclude_ports":        attr("host_exclude_ports", "list(string)", hclspec.NewLiteral(hclList(defaultHostExcludePorts))),
+	"interception_grace_period": attr("interception_grace_period", "string", str("1m")),
+	"drift_check_interval":      attr("drift_check_interval", "string", str("30s")),
+	"state_dir":                 attr("state_dir", "string", str("/run/istio-sidecar")),
 })
+
+// interceptionSpec: Istio's sidecar annotations (traffic.sidecar.istio.io/...) in snake case. Lists take one
+// value per element; an absent include list means "*".
+func interceptionSpec() map[string]*hclspec.Spec {
+	m := map[string]*hclspec.Spec{
+		"interception_mode": attr("interception_mode", "string", nil),
+		"dns_capture":       attr("dns_capture", "bool", hclspec.NewLiteral("false")),
+		"capture_all_dns":   attr("capture_all_dns", "bool", hclspec.NewLiteral("false")),
+		"drop_invalid":      attr("drop_invalid", "bool", hclspec.NewLiteral("false")),
+	}
+	for _, k := range []string{
+		"include_inbound_ports", "exclude_inbound_ports", "include_outbound_ip_ranges", "exclude_outbound_ip_ranges",
+		"include_outbound_ports", "exclude_outbound_ports", "exclude_interfaces",
+	} {
+		m[k] = attr(k, "list(string)", nil)
+	}
+	return m
+}
+
+func hclList(items []string) string {
+	q := make([]string, len(items))
+	for i, s := range items {
+		q[i] = `"` + s + `"`
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}
 
 // taskConfigSpec is the jobspec's config { ... } block, in the vocabulary of istioctl's cluster.env and of
 // Istio's sidecar annotations.
-var taskConfigSpec = hclspec.NewObject(map[string]*hclspec.Spec{
+var taskConfigSpec = hclspec.NewObject(withInterception(map[string]*hclspec.Spec{
 	"namespace":                           attr("namespace", "string", nil),
 	"service_account":                     attr("service_account", "string", str("default")),
 	"canonical_service":                   attr("canonical_service", "string", nil),
@@ -77,7 +110,14 @@ var taskConfigSpec = hclspec.NewObject(map[string]*hclspec.Spec{
 	"exit_on_zero_active_connections":     attr("exit_on_zero_active_connections", "bool", hclspec.NewLiteral("false")),
 	"hold_application_until_proxy_starts": attr("hold_application_until_proxy_starts", "bool", hclspec.NewLiteral("true")),
 	"readiness_timeout":                   attr("readiness_timeout", "string", nil),
-})
+}))
+
+func withInterception(m map[string]*hclspec.Spec) map[string]*hclspec.Spec {
+	for k, v := range interceptionSpec() {
+		m[k] = v
+	}
+	return m
+}
 
 // capabilities: group isolation lets bridge and CNI groups run their proxy inside the group's namespace. No
 // MustInitiateNetwork: that is Docker's pause-container path; the Nomad client creates the namespace itself.

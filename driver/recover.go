@@ -25,6 +25,10 @@ func (d *Driver) RecoverTask(handle *drivers.TaskHandle) error {
 	if err != nil {
 		return fmt.Errorf("recovering task %s: reattach config: %w", handle.Config.ID, err)
 	}
+	rs, err := d.ruleset(st.TaskConfig.AllocID, st.Interception)
+	if err != nil {
+		return fmt.Errorf("recovering task %s: rebuilding its interception rules: %w", handle.Config.ID, err)
+	}
 	logger := d.logger.With("alloc_id", handle.Config.AllocID, "task", handle.Config.Name)
 	exec, client, err := executor.ReattachToExecutor(rc, logger)
 	if err != nil {
@@ -43,7 +47,8 @@ func (d *Driver) RecoverTask(handle *drivers.TaskHandle) error {
 		exitResult:   &drivers.ExitResult{},
 		doneCh:       make(chan struct{}),
 	}
-	d.tasks.Set(st.TaskConfig.ID, h)
-	go h.run()
+	d.allocs.hold(st.TaskConfig.AllocID, st.NetnsPath, st.NetnsPath == "")
+	d.track(h)
+	go d.watchDrift(h, rs)
 	return nil
 }

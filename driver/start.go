@@ -9,6 +9,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"time"
 
@@ -17,7 +18,9 @@ import (
 	"github.com/hashicorp/nomad/plugins/drivers"
 	pstructs "github.com/hashicorp/nomad/plugins/shared/structs"
 
+	"github.com/istio-sidecar/istio-sidecar/driver/netfilter"
 	"github.com/istio-sidecar/istio-sidecar/driver/proxy"
+	"github.com/istio-sidecar/istio-sidecar/driver/rules"
 )
 
 const readinessPollInterval = 200 * time.Millisecond
@@ -34,26 +37,36 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 	if err := cfg.DecodeDriverConfig(&tc); err != nil {
 		return nil, nil, fmt.Errorf("decoding the %s task config: %w", PluginName, err)
 	}
-	s := d.settings
-	t, err := tc.validate(s)
+	// Everything is checked before anything is changed: a bad field leaves no rule, file or process.
+	t, err := tc.validate(d.settings)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s task config: %w", PluginName, err)
 	}
-	username, err := proxyUser(s.ProxyUID, s.ProxyGID)
+	username, err := proxyUser(d.settings.ProxyUID, d.settings.ProxyGID)
 	if err != nil {
 		return nil, nil, err
 	}
-	netns := ""
-	if cfg.NetworkIsolation != nil {
-		netns = cfg.NetworkIsolation.Path
+	in, err := d.interceptionFor(cfg, tc)
+	if err != nil {
+		return nil, nil, err
 	}
-	env, err := d.prepare(cfg, t)
+	rs, err := d.ruleset(cfg.AllocID, in)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s task config: %w", PluginName, err)
+	}
+	env, err := d.prepare(cfg, t, in.Spec.DNSCapture)
 	if err != nil {
 		return nil, nil, err
 	}
 
-	h, err := d.launch(cfg, tc, username, netns, env)
+	// The rules go in before pilot-agent starts, so the app's first connection is already captured.
+	undo, err := d.intercept(cfg, rs)
 	if err != nil {
+		return nil, nil, err
+	}
+	h, err := d.launch(cfg, tc, username, env)
+	if err != nil {
+		undo()
 		return nil, nil, err
 	}
 	handle := drivers.NewTaskHandle(taskHandleVersion)
@@ -62,30 +75,85 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 		ReattachConfig: pstructs.ReattachConfigFromGoPlugin(h.pluginClient.ReattachConfig()),
 		TaskConfig:     cfg,
 		Config:         tc,
-		NetnsPath:      netns,
+		Interception:   in,
+		NetnsPath:      h.netnsPath,
 		Pid:            h.pid,
 		StartedAt:      h.startedAt,
 	}); err != nil {
 		d.abort(h)
+		undo()
 		return nil, nil, fmt.Errorf("saving the driver state: %w", err)
 	}
-	d.tasks.Set(cfg.ID, h)
-	go h.run()
-	d.emit(cfg, "Proxy started: pilot-agent pid %d%s", h.pid, inNetns(netns))
+	d.track(h)
+	d.emit(cfg, "Proxy started: pilot-agent pid %d%s", h.pid, inNetns(h.netnsPath))
 
 	if t.HoldApplicationUntilProxyStarts {
 		if err := d.waitReady(cfg, h, t.readinessTimeout); err != nil {
+			h.stopping.Store(true) // this exit is ours, not Envoy dying
 			d.abort(h)
 			d.tasks.Delete(cfg.ID)
+			undo()
 			// Recoverable: a slow control plane or a proxy that crashed may well come up on the next attempt.
 			return nil, nil, structs.NewRecoverableError(err, true)
 		}
 	}
+	go d.watchDrift(h, rs)
 	return handle, nil, nil
 }
 
+// intercept checks host-mode placement, takes the host lock and applies the ruleset. The returned undo
+// releases what this start took when a later step fails; a restart's rules, which the app relies on while
+// the sidecar is down, are kept and released after the grace period instead, unless a retry claims them.
+func (d *Driver) intercept(cfg *drivers.TaskConfig, rs rules.Ruleset) (undo func(), err error) {
+	netns, host, allocID := netnsOf(cfg), isHostMode(cfg), cfg.AllocID
+	if host {
+		if err := checkHostModePorts(cfg, rules.StandardDefaults().OutboundCapturePort, rules.StandardDefaults().InboundCapturePort); err != nil {
+			return nil, err
+		}
+	}
+	ctx, cancel := context.WithTimeout(d.ctx, time.Minute)
+	defer cancel()
+	owners, err := netfilter.Owners(ctx, netns)
+	if err != nil {
+		return nil, fmt.Errorf("reading the interception rules in place: %w", err)
+	}
+	fresh := !slices.Contains(owners, allocID) && !d.allocs.held(allocID)
+	if host {
+		if _, err := d.hostLock().acquire(allocID); err != nil {
+			return nil, err
+		}
+	}
+	d.allocs.hold(allocID, netns, host)
+	release := func() {
+		if fresh {
+			d.releaseNow(allocID)
+		} else {
+			d.releaseLater(allocID, d.settings.gracePeriod)
+		}
+	}
+	if err := d.applyRules(ctx, cfg, rs); err != nil {
+		release()
+		return nil, err
+	}
+	return release, nil
+}
+
+// track makes a launched proxy known to the driver and watches for its exit.
+func (d *Driver) track(h *taskHandle) {
+	allocID := h.taskConfig.AllocID
+	h.onExit = func() {
+		// A stop the driver was asked for releases the allocation in StopTask; any other exit may be followed
+		// by a restart, so the rules stay for the grace period.
+		if !h.stopping.Load() {
+			d.releaseLater(allocID, d.settings.gracePeriod)
+		}
+	}
+	d.tasks.Set(h.taskConfig.ID, h)
+	go h.run()
+}
+
 // prepare checks the proxy's secrets and lays out its working tree, returning its environment.
-func (d *Driver) prepare(cfg *drivers.TaskConfig, t *taskSettings) ([]string, error) {
+func (d *Driver) prepare(cfg *drivers.TaskConfig, t *taskSettings, dnsCapture bool) ([]string, error) {
 	s := d.settings
 	taskDir := cfg.TaskDir().Dir
 	rootCert, err := d.rootCert(taskDir, t.RootCertPath)
@@ -110,6 +178,10 @@ func (d *Driver) prepare(cfg *drivers.TaskConfig, t *taskSettings) ([]string, er
 	if err != nil {
 		return nil, err
 	}
+	if dnsCapture {
+		// pilot-agent's DNS proxy on 15053 answers what the rules redirect there.
+		vars["ISTIO_META_DNS_CAPTURE"] = "true"
+	}
 	return proxy.EnvList(cfg.Env, vars), nil
 }
 
@@ -132,7 +204,7 @@ func (d *Driver) rootCert(taskDir, rel string) ([]byte, error) {
 }
 
 // launch starts pilot-agent under a new executor.
-func (d *Driver) launch(cfg *drivers.TaskConfig, tc TaskConfig, username, netns string, env []string) (*taskHandle, error) {
+func (d *Driver) launch(cfg *drivers.TaskConfig, tc TaskConfig, username string, env []string) (*taskHandle, error) {
 	s := d.settings
 	logger := d.logger.With("alloc_id", cfg.AllocID, "task", cfg.Name)
 	exec, client, err := executor.CreateExecutor(logger, d.nomadConfig, &executor.ExecutorConfig{
@@ -163,7 +235,7 @@ func (d *Driver) launch(cfg *drivers.TaskConfig, tc TaskConfig, username, netns 
 		logger:       logger,
 		taskConfig:   cfg,
 		config:       tc,
-		netnsPath:    netns,
+		netnsPath:    netnsOf(cfg),
 		pid:          ps.Pid,
 		startedAt:    time.Now().Round(time.Millisecond),
 		procState:    drivers.TaskStateRunning,

@@ -13,10 +13,12 @@ type TaskState struct {
 	ReattachConfig *pstructs.ReattachConfig
 	TaskConfig     *drivers.TaskConfig
 	// Config is the decoded jobspec block: a recovered TaskConfig has lost its raw form.
-	Config    TaskConfig
-	NetnsPath string
-	Pid       int
-	StartedAt time.Time
+	Config TaskConfig
+	// Interception is what the allocation's ruleset was built from, so a recovered task checks the same one.
+	Interception interceptionInputs
+	NetnsPath    string
+	Pid          int
+	StartedAt    time.Time
 }
 
 // taskStore holds the running tasks' handles by task ID.

@@ -71,6 +71,11 @@ func (d *Driver) StopTask(taskID string, timeout time.Duration, signal string) e
 	}
 	<-h.doneCh
 	h.pluginClient.Kill()
+	// A stop Nomad asked for ends the allocation's use of its rules: remove them now rather than after the
+	// grace period, so no traffic is captured towards a proxy that is gone.
+	if removed, ok := d.releaseNow(h.taskConfig.AllocID); ok {
+		d.emit(h.taskConfig, "iptables: %d interception rules removed", removed)
+	}
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/istio-sidecar/istio-sidecar/driver/proxy"
+	"github.com/istio-sidecar/istio-sidecar/driver/rules"
 )
 
 // TaskConfig is the jobspec's config block, as Nomad decodes it. It is also persisted in the driver state,
@@ -30,6 +31,9 @@ type TaskConfig struct {
 	ExitOnZeroActiveConnections     bool              `codec:"exit_on_zero_active_connections"`
 	HoldApplicationUntilProxyStarts bool              `codec:"hold_application_until_proxy_starts"`
 	ReadinessTimeout                string            `codec:"readiness_timeout"`
+
+	// The interception keys, at the top level of the block as Istio's annotations are on a pod.
+	rules.Spec
 }
 
 // taskSettings is a validated TaskConfig with the plugin's defaults filled in.

@@ -1,0 +1,142 @@
+package driver
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/istio-sidecar/istio-sidecar/driver/netfilter"
+)
+
+// The interception rules (and, in host mode, the host lock) belong to the allocation, not to one sidecar
+// process: they stay across the sidecar's restarts, so that app traffic fails closed while Envoy is down
+// instead of silently leaving the mesh, and go when the allocation is over. The driver cannot see the
+// allocation end, so it infers it: a stop it was asked for ends it at once; a sidecar that exits on its own
+// and does not start again within the grace period ends it too.
+type allocState struct {
+	netns string
+	host  bool
+	timer *time.Timer
+}
+
+type allocTracker struct {
+	mu sync.Mutex
+	m  map[string]*allocState
+}
+
+func newAllocTracker() *allocTracker { return &allocTracker{m: map[string]*allocState{}} }
+
+// hold records that the allocation's rules are in use and cancels a pending release.
+func (a *allocTracker) hold(allocID, netns string, host bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if st, ok := a.m[allocID]; ok && st.timer != nil {
+		st.timer.Stop()
+	}
+	a.m[allocID] = &allocState{netns: netns, host: host}
+}
+
+func (a *allocTracker) held(allocID string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	_, ok := a.m[allocID]
+	return ok
+}
+
+// take removes the allocation and returns what to release, unless another start has claimed it since.
+func (a *allocTracker) take(allocID string, st *allocState) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if cur, ok := a.m[allocID]; !ok || (st != nil && cur != st) {
+		return false
+	}
+	delete(a.m, allocID)
+	return true
+}
+
+// releaseLater releases the allocation after grace unless a start holds it again first.
+func (d *Driver) releaseLater(allocID string, grace time.Duration) {
+	d.allocs.mu.Lock()
+	defer d.allocs.mu.Unlock()
+	st, ok := d.allocs.m[allocID]
+	if !ok {
+		return
+	}
+	if st.timer != nil {
+		st.timer.Stop()
+	}
+	st.timer = time.AfterFunc(grace, func() {
+		if d.allocs.take(allocID, st) {
+			d.release(allocID, st.netns, st.host)
+		}
+	})
+}
+
+// releaseNow releases the allocation's rules and lock at once, reporting how many rules went.
+func (d *Driver) releaseNow(allocID string) (removed int, ok bool) {
+	d.allocs.mu.Lock()
+	st, held := d.allocs.m[allocID]
+	d.allocs.mu.Unlock()
+	if !held || !d.allocs.take(allocID, st) {
+		return 0, false
+	}
+	if st.timer != nil {
+		st.timer.Stop()
+	}
+	return d.release(allocID, st.netns, st.host), true
+}
+
+// release removes the allocation's tagged rules (by tag: it never recomputes the config that applied them)
+// and gives back the host lock. A namespace that is already gone took the rules with it.
+func (d *Driver) release(allocID, netns string, host bool) (removed int) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	logger := d.logger.With("alloc_id", allocID)
+	res, err := netfilter.Cleanup(ctx, netns, allocID)
+	switch {
+	case err != nil:
+		logger.Error("removing the interception rules", "netns", netns, "error", err)
+	case res.NamespaceGone:
+		logger.Debug("network namespace already gone with its rules", "netns", netns)
+	default:
+		logger.Info("interception rules removed", "rules", res.Removed, "netns", netns)
+	}
+	if host {
+		if err := d.hostLock().release(allocID); err != nil {
+			logger.Error("releasing the host lock", "error", err)
+		}
+	}
+	return res.Removed
+}
+
+func (d *Driver) hostLock() hostLock { return newHostLock(d.settings.StateDir) }
+
+// reconcile runs once per plugin process, a grace period after it starts: rules and a host lock left in the
+// host namespace by allocations that no recovered or new task holds are removed. Group namespaces need no
+// sweep: Nomad destroys them, and their rules, with their allocations.
+func (d *Driver) reconcile() {
+	select {
+	case <-d.ctx.Done():
+		return
+	case <-time.After(d.settings.gracePeriod):
+	}
+	ctx, cancel := context.WithTimeout(d.ctx, time.Minute)
+	defer cancel()
+	owners, err := netfilter.Owners(ctx, "")
+	if err != nil {
+		d.logger.Error("reconciling interception rules in the host namespace", "error", err)
+		return
+	}
+	lockOwner, _ := d.hostLock().owner()
+	if lockOwner != "" && !slices.Contains(owners, lockOwner) {
+		owners = append(owners, lockOwner)
+	}
+	for _, allocID := range owners {
+		if d.allocs.held(allocID) {
+			continue
+		}
+		d.logger.Warn("removing interception left by an allocation this plugin does not run", "alloc_id", allocID)
+		d.release(allocID, "", true)
+	}
+}

@@ -1,0 +1,164 @@
+package driver
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+
+	"github.com/hashicorp/nomad/plugins/drivers"
+
+	"github.com/istio-sidecar/istio-sidecar/driver/netfilter"
+	"github.com/istio-sidecar/istio-sidecar/driver/rules"
+)
+
+// resolvConf is where the nameservers that DNS capture redirects come from: raw_exec and exec tasks in a
+// group namespace resolve through the host's file unless the group sets a dns block.
+const resolvConf = "/etc/resolv.conf"
+
+// defaultHostExcludePorts keep the host reachable in host mode whatever the proxy's state: SSH, Nomad (HTTP,
+// RPC, Serf), Consul (server RPC, Serf LAN/WAN, HTTP, HTTPS, gRPC, gRPC-TLS, DNS) and Vault (API, cluster).
+// Excluded both ways; loopback is never captured anyway. Interception cannot tell the agent's traffic from an
+// app's by user (raw_exec apps often run as root, and Istio no longer excludes root), so it goes by port.
+var defaultHostExcludePorts = []string{
+	"22", "4646", "4647", "4648", "8300", "8301", "8302", "8500", "8501", "8502", "8503", "8600", "8200", "8201",
+}
+
+// interceptionInputs is what a ruleset is built from; persisted so that a recovered task rebuilds the same
+// ruleset for its drift check without reading the namespace again.
+type interceptionInputs struct {
+	Spec        rules.Spec
+	Nameservers []string
+	HasIPv6     bool
+}
+
+// mergeSpec lays the task's interception settings over the fleet's, key by key: a key the job sets replaces
+// the plugin's value whole, as Istio's annotations replace mesh-wide defaults.
+func mergeSpec(fleet, task rules.Spec) rules.Spec {
+	out := fleet
+	for _, f := range []struct{ dst, src *[]string }{
+		{&out.IncludeInboundPorts, &task.IncludeInboundPorts},
+		{&out.ExcludeInboundPorts, &task.ExcludeInboundPorts},
+		{&out.IncludeOutboundIPRanges, &task.IncludeOutboundIPRanges},
+		{&out.ExcludeOutboundIPRanges, &task.ExcludeOutboundIPRanges},
+		{&out.IncludeOutboundPorts, &task.IncludeOutboundPorts},
+		{&out.ExcludeOutboundPorts, &task.ExcludeOutboundPorts},
+		{&out.ExcludeInterfaces, &task.ExcludeInterfaces},
+	} {
+		if *f.src != nil {
+			*f.dst = *f.src
+		}
+	}
+	if task.InterceptionMode != "" {
+		out.InterceptionMode = task.InterceptionMode
+	}
+	out.DNSCapture = fleet.DNSCapture || task.DNSCapture
+	out.CaptureAllDNS = fleet.CaptureAllDNS || task.CaptureAllDNS
+	out.DropInvalid = fleet.DropInvalid || task.DropInvalid
+	return out
+}
+
+// withHostSafety adds the host-safety ports in host mode: out of outbound capture always, and out of inbound
+// capture when every inbound port is captured (an explicit include list already leaves them out).
+func withHostSafety(spec rules.Spec, ports []string) rules.Spec {
+	spec.ExcludeOutboundPorts = append(slices.Clone(spec.ExcludeOutboundPorts), ports...)
+	if spec.IncludeInboundPorts == nil || slices.Equal(spec.IncludeInboundPorts, []string{"*"}) {
+		spec.ExcludeInboundPorts = append(slices.Clone(spec.ExcludeInboundPorts), ports...)
+	}
+	return spec
+}
+
+// interceptionFor decides the task's interception inputs: merged settings and what the namespace holds.
+func (d *Driver) interceptionFor(cfg *drivers.TaskConfig, tc TaskConfig) (interceptionInputs, error) {
+	spec := mergeSpec(d.settings.Interception, tc.Spec)
+	if isHostMode(cfg) {
+		spec = withHostSafety(spec, d.settings.HostExcludePorts)
+	}
+	conf := ""
+	if spec.DNSCapture && !spec.CaptureAllDNS {
+		conf = resolvConf
+	}
+	env, err := netfilter.DiscoverEnv(netnsOf(cfg), conf)
+	if err != nil {
+		return interceptionInputs{}, fmt.Errorf("inspecting the network namespace: %w", err)
+	}
+	in := interceptionInputs{Spec: spec, HasIPv6: env.HasIPv6}
+	for _, ns := range env.Nameservers {
+		in.Nameservers = append(in.Nameservers, ns.String())
+	}
+	return in, nil
+}
+
+// ruleset parses and builds; errors name the jobspec key and value.
+func (d *Driver) ruleset(allocID string, in interceptionInputs) (rules.Ruleset, error) {
+	env := rules.Env{HasIPv6: in.HasIPv6}
+	for _, s := range in.Nameservers {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return rules.Ruleset{}, fmt.Errorf("nameserver %q: %w", s, err)
+		}
+		env.Nameservers = append(env.Nameservers, a)
+	}
+	cfg, err := rules.Parse(in.Spec, d.ruleDefaults(), env)
+	if err != nil {
+		return rules.Ruleset{}, err
+	}
+	if cfg.Mode == rules.ModeTProxy {
+		// The rules exist and are golden-tested, but TPROXY also needs policy routing and an Envoy with
+		// CAP_NET_ADMIN; until the driver sets both up, accepting it would install rules that drop traffic.
+		return rules.Ruleset{}, fmt.Errorf("interception_mode: %q is not supported by this driver yet; use \"REDIRECT\"", in.Spec.InterceptionMode)
+	}
+	return rules.Build(cfg, rules.Owner{AllocID: allocID})
+}
+
+func (d *Driver) ruleDefaults() rules.Defaults {
+	def := rules.StandardDefaults()
+	def.ProxyUIDs = []uint32{uint32(d.settings.ProxyUID)}
+	def.ProxyGIDs = []uint32{uint32(d.settings.ProxyGID)}
+	return def
+}
+
+// applyRules installs the ruleset and reports each family as a task event.
+func (d *Driver) applyRules(ctx context.Context, cfg *drivers.TaskConfig, rs rules.Ruleset) error {
+	reports, err := netfilter.Apply(ctx, netnsOf(cfg), rs)
+	if err != nil {
+		return fmt.Errorf("installing the interception rules: %w", err)
+	}
+	for _, r := range reports {
+		d.emit(cfg, "%s", r.String())
+	}
+	return nil
+}
+
+func netnsOf(cfg *drivers.TaskConfig) string {
+	if cfg.NetworkIsolation != nil {
+		return cfg.NetworkIsolation.Path
+	}
+	return ""
+}
+
+func isHostMode(cfg *drivers.TaskConfig) bool { return netnsOf(cfg) == "" }
+
+// checkHostModePorts refuses a host-mode sidecar whose group did not reserve the capture ports as static
+// ports: that reservation is what makes the scheduler place at most one host-mode meshed group per node.
+func checkHostModePorts(cfg *drivers.TaskConfig, ports ...uint16) error {
+	reserved := map[int]bool{}
+	if r := cfg.Resources; r != nil && r.Ports != nil {
+		for _, p := range *r.Ports {
+			reserved[p.Value] = true
+		}
+	}
+	var missing []string
+	for _, p := range ports {
+		if !reserved[int(p)] {
+			missing = append(missing, strconv.Itoa(int(p)))
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return fmt.Errorf("host network mode: the group must reserve the proxy's capture ports as static ports "+
+		"(missing %v), so that the scheduler never places two meshed groups on one host: add to the group's "+
+		"network block port \"istio-outbound\" { static = 15001 } and port \"istio-inbound\" { static = 15006 }", missing)
+}

@@ -1,0 +1,196 @@
+package driver
+
+import (
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/containernetworking/plugins/pkg/ns"
+)
+
+// saveIn is the namespace's nat and raw tables, as an operator would read them.
+func saveIn(t *testing.T, netns string) string {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "exec", filepath.Base(netns), "iptables-save").CombinedOutput()
+	if err != nil {
+		t.Fatalf("iptables-save: %v: %s", err, out)
+	}
+	return string(out)
+}
+
+// rulesAndChains keeps what an operator would call the rules: every rule and every user chain. An empty
+// built-in table that nf_tables creates on first use (and iptables-restore cannot drop) holds neither.
+func rulesAndChains(save string) string {
+	var keep []string
+	for _, line := range strings.Split(save, "\n") {
+		if strings.HasPrefix(line, "-A ") || (strings.HasPrefix(line, ":") && strings.Contains(line, " - [")) {
+			keep = append(keep, line)
+		}
+	}
+	return strings.Join(keep, "\n")
+}
+
+func ourRules(save, allocID string) int {
+	n := 0
+	for _, line := range strings.Split(save, "\n") {
+		if strings.HasPrefix(line, "-A ") && strings.Contains(line, "istio-sidecar:alloc="+allocID) {
+			n++
+		}
+	}
+	return n
+}
+
+// proxyWritableFile is a file the proxy user (the stand-in runs as 1337) can append to.
+func proxyWritableFile(t *testing.T, dir, name string) string {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(path, 1337, 1337); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// dialFrom connects from inside the namespace, as an app in the group would.
+func dialFrom(t *testing.T, netns, addr string) error {
+	t.Helper()
+	h, err := ns.GetNS(netns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	return h.Do(func(ns.NetNS) error {
+		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	})
+}
+
+func TestInterception_InPlaceBeforeReadyCapturesAndGoesOnStop(t *testing.T) {
+	t.Parallel()
+	b := integration(t)
+	b.needStandin(t, "connection log")
+	td := newTestDriver(t, b, nil)
+	ev := td.events(t)
+	netns := newNetns(t)
+	cfg := td.newTask(t, netns, `
+drain_duration = "1s"
+exclude_outbound_ports = ["9999"]
+`, nil)
+	connLog := proxyWritableFile(t, cfg.TaskDir().LocalDir, "connections.jsonl")
+	cfg.Env["STANDIN_ENVOY_CONNECTION_LOG"] = connLog
+	if _, _, err := td.StartTask(cfg); err != nil {
+		t.Fatalf("StartTask: %v\n%s", err, taskLogs(cfg))
+	}
+	save := saveIn(t, netns)
+	if n := ourRules(save, cfg.AllocID); n == 0 || !strings.Contains(save, ":ISTIO_OUTPUT") {
+		t.Fatalf("no tagged ISTIO_ rules after StartTask:\n%s", save)
+	}
+	waitFor(t, 5*time.Second, "the iptables event", func() bool { return ev.has("iptables: ") })
+
+	// An app connecting anywhere outside the namespace lands on Envoy's 15001 with its original destination.
+	if err := dialFrom(t, netns, "10.213.0.9:80"); err != nil {
+		t.Fatalf("connection was not captured (nothing answers at 10.213.0.9): %v", err)
+	}
+	waitFor(t, 5*time.Second, "the connection in the proxy's log", func() bool {
+		data, _ := os.ReadFile(connLog)
+		return strings.Contains(string(data), `"original_dst":"10.213.0.9:80"`)
+	})
+	// An excluded port goes direct: nothing listens there, so the connection fails instead of reaching Envoy.
+	if err := dialFrom(t, netns, "10.213.0.9:9999"); err == nil {
+		t.Fatalf("a connection to an excluded port reached a listener")
+	}
+
+	if err := td.StopTask(cfg.ID, 10*time.Second, ""); err != nil {
+		t.Fatal(err)
+	}
+	waitResult(t, td, cfg.ID)
+	if save := saveIn(t, netns); ourRules(save, cfg.AllocID) != 0 || strings.Contains(save, "ISTIO_") {
+		t.Fatalf("rules left after the stop:\n%s", save)
+	}
+	if !ev.has("iptables: ") || !strings.Contains(strings.Join(ev.msgs, "\n"), "interception rules removed") {
+		t.Errorf("events: %v", ev.msgs)
+	}
+}
+
+func TestInterception_FailedStartLeavesNoRule(t *testing.T) {
+	t.Parallel()
+	b := integration(t)
+	b.needStandin(t, "never-ready")
+	td := newTestDriver(t, b, nil)
+	netns := newNetns(t)
+	before := rulesAndChains(saveIn(t, netns))
+	cfg := td.newTask(t, netns, `readiness_timeout = "2s"`, map[string]string{"STANDIN_ENVOY_MODE": "never-ready"})
+	if _, _, err := td.StartTask(cfg); err == nil {
+		t.Fatal("StartTask succeeded")
+	}
+	if after := rulesAndChains(saveIn(t, netns)); after != before {
+		t.Fatalf("a failed start changed the namespace's rules:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+}
+
+// When Envoy dies, the rules stay (app traffic fails closed rather than bypassing the mesh); a restart finds
+// them in place; if no restart comes within the grace period, they go.
+func TestInterception_SurvivesACrashThenGoesAfterTheGracePeriod(t *testing.T) {
+	t.Parallel()
+	b := integration(t)
+	b.needStandin(t, "crash")
+	td := newTestDriver(t, b, func(c *Config) { c.InterceptionGracePeriod = "3s" })
+	ev := td.events(t)
+	netns := newNetns(t)
+	crashing := map[string]string{"STANDIN_ENVOY_MODE": "crash", "STANDIN_ENVOY_CRASH_AFTER": "500ms"}
+	cfg := td.newTask(t, netns, "", crashing)
+	if _, _, err := td.StartTask(cfg); err != nil {
+		t.Fatalf("StartTask: %v\n%s", err, taskLogs(cfg))
+	}
+	rulesBefore := ourRules(saveIn(t, netns), cfg.AllocID)
+	waitResult(t, td, cfg.ID)
+	if n := ourRules(saveIn(t, netns), cfg.AllocID); n != rulesBefore {
+		t.Fatalf("rules changed when Envoy crashed: %d before, %d after", rulesBefore, n)
+	}
+	if err := td.DestroyTask(cfg.ID, true); err != nil {
+		t.Fatal(err)
+	}
+
+	// Nomad restarts the task: same allocation, new task ID; the rules are already in place.
+	restart := *cfg
+	restart.ID = cfg.ID + "-2"
+	restart.Env = crashing
+	if _, _, err := td.StartTask(&restart); err != nil {
+		t.Fatalf("restart: %v", err)
+	}
+	waitFor(t, 5*time.Second, "the already-in-place event", func() bool { return ev.has("iptables: ") && strings.Contains(strings.Join(ev.msgs, "\n"), "already in place") })
+	waitResult(t, td, restart.ID)
+	// No third start: the grace period passes and the allocation is over.
+	waitFor(t, 15*time.Second, "the rules to be removed after the grace period", func() bool {
+		return ourRules(saveIn(t, netns), cfg.AllocID) == 0
+	})
+}
+
+func TestInterception_DriftIsRestored(t *testing.T) {
+	t.Parallel()
+	b := integration(t)
+	td := newTestDriver(t, b, func(c *Config) { c.DriftCheckInterval = "300ms" })
+	ev := td.events(t)
+	netns := newNetns(t)
+	cfg := td.newTask(t, netns, `drain_duration = "1s"`, nil)
+	if _, _, err := td.StartTask(cfg); err != nil {
+		t.Fatalf("StartTask: %v\n%s", err, taskLogs(cfg))
+	}
+	t.Cleanup(func() { _ = td.StopTask(cfg.ID, 5*time.Second, "") })
+	want := ourRules(saveIn(t, netns), cfg.AllocID)
+	if out, err := exec.Command("ip", "netns", "exec", filepath.Base(netns), "iptables", "-t", "nat", "-F", "ISTIO_OUTPUT").CombinedOutput(); err != nil {
+		t.Fatalf("flush: %v %s", err, out)
+	}
+	waitFor(t, 10*time.Second, "the rules to be restored", func() bool {
+		return ourRules(saveIn(t, netns), cfg.AllocID) == want && ev.has("iptables: interception rules had drifted and were restored")
+	})
+}
