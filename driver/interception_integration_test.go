@@ -167,7 +167,9 @@ func TestInterception_SurvivesACrashThenGoesAfterTheGracePeriod(t *testing.T) {
 	if _, _, err := td.StartTask(&restart); err != nil {
 		t.Fatalf("restart: %v", err)
 	}
-	waitFor(t, 5*time.Second, "the already-in-place event", func() bool { return ev.has("iptables: ") && strings.Contains(strings.Join(ev.msgs, "\n"), "already in place") })
+	waitFor(t, 5*time.Second, "the already-in-place event", func() bool {
+		return ev.has("iptables: ") && strings.Contains(strings.Join(ev.msgs, "\n"), "already in place")
+	})
 	waitResult(t, td, restart.ID)
 	// No third start: the grace period passes and the allocation is over.
 	waitFor(t, 15*time.Second, "the rules to be removed after the grace period", func() bool {
