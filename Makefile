@@ -39,7 +39,7 @@ check: ## gofmt and go vet
 .PHONY: unit
 unit: setup build standin ## Unit and driver integration tests (real pilot-agent, Nomad's driver harness)
 	ISTIO_SIDECAR_PILOT_AGENT=$(PILOT_AGENT) ISTIO_SIDECAR_ENVOY=$(ISTIO_SIDECAR_ENVOY) \
-	ISTIO_SIDECAR_REQUIRE_INTEGRATION=1 go test -count=1 -timeout 15m ./...
+	ISTIO_SIDECAR_REQUIRE_INTEGRATION=1 go test -race -count=1 -timeout 15m ./...
 
 .PHONY: e2e
 e2e: setup build standin ## End-to-end scenarios on a real Nomad v1.6.3 agent
@@ -54,6 +54,10 @@ test: check unit e2e ## Everything CI runs (as root, on a fresh Debian machine)
 bench: setup build standin ## Benchmarks, printed with ratios against a baseline measured in the same run
 	ISTIO_SIDECAR_PILOT_AGENT=$(PILOT_AGENT) ISTIO_SIDECAR_ENVOY=$(ISTIO_SIDECAR_ENVOY) \
 	go test -run '^$$' -bench . -benchtime 10x ./...
+	@# The node-level figures (start-up split, memory, 20 groups at once) on a real agent: one run of a few minutes.
+	NOMAD_BIN=$$(e2e/build/nomad.sh) ISTIO_SIDECAR_BIN=$(CURDIR)/bin/istio-sidecar \
+	ISTIO_SIDECAR_PILOT_AGENT=$(PILOT_AGENT) ISTIO_SIDECAR_ENVOY=$(ISTIO_SIDECAR_ENVOY) \
+	go test -count=1 -timeout 15m -tags e2e -run '^$$' -bench '^BenchmarkSidecar$$' -benchtime 1x ./e2e/
 
 .PHONY: clean
 clean: ## Remove build outputs (the cache of pilot-agent and Nomad builds stays)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/istio-sidecar/istio-sidecar/driver/proxy"
@@ -63,7 +64,7 @@ func defaultConfig() Config {
 		TrustDomain:             "cluster.local",
 		ClusterID:               "Kubernetes",
 		ReadinessTimeout:        "60s",
-		HostExcludePorts:        defaultHostExcludePorts,
+		HostExcludePorts:        slices.Clone(defaultHostExcludePorts), // decoding writes into it
 		InterceptionGracePeriod: "1m",
 		DriftCheckInterval:      "30s",
 		StateDir:                "/run/istio-sidecar",

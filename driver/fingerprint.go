@@ -15,6 +15,10 @@ import (
 
 const attrPrefix = "driver." + PluginName
 
+// networkModes are the group network modes the driver meshes: host (rules in the host's namespace, one
+// meshed group per host) and the group namespaces Nomad creates for bridge and CNI networks (any number).
+const networkModes = "host,bridge,cni"
+
 // Fingerprint sends the first fingerprint at once (the client waits for it before registering the node), then
 // one every 30 s, and closes the channel when either context ends.
 func (d *Driver) Fingerprint(ctx context.Context) (<-chan *drivers.Fingerprint, error) {
@@ -53,6 +57,9 @@ func buildFingerprint(s *settings, p probes, versions *versionCache) *drivers.Fi
 	attrs := map[string]*pstructs.Attribute{
 		attrPrefix:              pstructs.NewBoolAttribute(true),
 		attrPrefix + ".version": pstructs.NewStringAttribute(Version),
+		// What a job can constrain on. Whether a host-mode group already runs here is deliberately absent:
+		// occupancy churns node evaluations and races; the static ports and the host lock handle it.
+		attrPrefix + ".network_modes": pstructs.NewStringAttribute(networkModes),
 	}
 	if !p.privileged() {
 		missing = append(missing, "the plugin runs neither as root nor with CAP_NET_ADMIN")

@@ -74,6 +74,7 @@ func TestFingerprint_HealthyWithAttributes(t *testing.T) {
 		"driver.istio-sidecar.envoy.version":       "1.36.0",
 		"driver.istio-sidecar.iptables.backend":    "nf_tables",
 		"driver.istio-sidecar.iptables.version":    "1.8.9",
+		"driver.istio-sidecar.network_modes":       "host,bridge,cni",
 	}
 	for k, v := range want {
 		got, ok := fp.Attributes[k].GetString()

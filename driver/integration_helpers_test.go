@@ -105,8 +105,9 @@ type testDriver struct {
 func newTestDriver(t *testing.T, b proxyBinaries, mutate func(*Config)) testDriver {
 	t.Helper()
 	d := New(t.Context(), testLogger(t))
+	// No t.Cleanup(h.Kill): MkAllocDir's cleanup closes the client, which stops the server, and Kill stopping it
+	// a second time races inside go-plugin (the race detector flags it).
 	h := dtestutil.NewDriverHarness(t, d)
-	t.Cleanup(h.Kill)
 	c := defaultConfig()
 	c.PilotAgentPath, c.EnvoyPath, c.BootstrapTemplatePath = b.pilotAgent, b.envoy, b.template
 	// Nothing listens here: pilot-agent keeps retrying the CA in the background and still starts Envoy.

@@ -39,6 +39,18 @@ func (td testDriver) events(t *testing.T) *events {
 	return ev
 }
 
+// contains reports whether any event holds substr.
+func (e *events) contains(substr string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, m := range e.msgs {
+		if strings.Contains(m, substr) {
+			return true
+		}
+	}
+	return false
+}
+
 func (e *events) has(prefix string) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -210,8 +222,9 @@ func TestWaitTask_EnvoyCrashIsAFailure(t *testing.T) {
 	}
 }
 
-// The plugin process dies and a new one recovers the task from the handle alone (through real gRPC, which
-// drops the raw driver config): the same proxy keeps running, no second one starts, and it stops cleanly.
+// A new plugin instance recovers the task from the handle alone (through real gRPC, which drops the raw driver
+// config): the same proxy keeps running, no second one starts, and it stops cleanly. The e2e suite kills the
+// real plugin process with SIGKILL.
 func TestRecoverTask_AfterThePluginIsReplaced(t *testing.T) {
 	t.Parallel()
 	b := integration(t)
@@ -224,7 +237,8 @@ func TestRecoverTask_AfterThePluginIsReplaced(t *testing.T) {
 	}
 	before := procsIn(cfg.TaskDir().Dir)
 
-	first.Kill() // the gRPC connection goes, as when Nomad loses the plugin process
+	// A new driver instance knows nothing of the task, as after the plugin process was killed; only the
+	// handle, which Nomad keeps in its state, carries it over.
 	second := newTestDriver(t, b, nil)
 	if err := second.RecoverTask(handle); err != nil {
 		t.Fatalf("RecoverTask: %v", err)

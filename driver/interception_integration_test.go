@@ -116,9 +116,7 @@ exclude_outbound_ports = ["9999"]
 	if save := saveIn(t, netns); ourRules(save, cfg.AllocID) != 0 || strings.Contains(save, "ISTIO_") {
 		t.Fatalf("rules left after the stop:\n%s", save)
 	}
-	if !ev.has("iptables: ") || !strings.Contains(strings.Join(ev.msgs, "\n"), "interception rules removed") {
-		t.Errorf("events: %v", ev.msgs)
-	}
+	waitFor(t, 5*time.Second, "the rules-removed event", func() bool { return ev.contains("interception rules removed") })
 }
 
 func TestInterception_FailedStartLeavesNoRule(t *testing.T) {
@@ -168,7 +166,7 @@ func TestInterception_SurvivesACrashThenGoesAfterTheGracePeriod(t *testing.T) {
 		t.Fatalf("restart: %v", err)
 	}
 	waitFor(t, 5*time.Second, "the already-in-place event", func() bool {
-		return ev.has("iptables: ") && strings.Contains(strings.Join(ev.msgs, "\n"), "already in place")
+		return ev.contains("rules already in place")
 	})
 	waitResult(t, td, restart.ID)
 	// No third start: the grace period passes and the allocation is over.

@@ -42,11 +42,16 @@ func dialTCP(addr string) (string, error) {
 	return bufio.NewReader(c).ReadString('\n')
 }
 
-// serveTCP listens inside nsPath and answers every connection with "<label> <original destination>\n".
+// serveTCP listens inside nsPath, on IPv4 or IPv6 as addr says, and answers every connection with
+// "<label> <original destination>\n".
 func serveTCP(t *testing.T, nsPath, addr, label string) {
 	t.Helper()
+	network := "tcp4"
+	if netip.MustParseAddrPort(addr).Addr().Is6() {
+		network = "tcp6"
+	}
 	var ln net.Listener
-	mustf(t, inNS(nsPath, func() (err error) { ln, err = net.Listen("tcp4", addr); return err }), "listen %s", addr)
+	mustf(t, inNS(nsPath, func() (err error) { ln, err = net.Listen(network, addr); return err }), "listen %s", addr)
 	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
@@ -60,11 +65,15 @@ func serveTCP(t *testing.T, nsPath, addr, label string) {
 	}()
 }
 
-// originalDst reads SO_ORIGINAL_DST, the address the client dialled before REDIRECT rewrote it.
+// originalDst reads SO_ORIGINAL_DST (IP6T_SO_ORIGINAL_DST on IPv6), the address the client dialled before
+// REDIRECT rewrote it, or "none" when the connection was not redirected.
 func originalDst(c net.Conn) string {
 	raw, err := c.(*net.TCPConn).SyscallConn()
 	if err != nil {
 		return "?"
+	}
+	if c.LocalAddr().(*net.TCPAddr).IP.To4() == nil {
+		return originalDst6(raw)
 	}
 	var dst string
 	_ = raw.Control(func(fd uintptr) {
@@ -129,27 +138,39 @@ func TestRealPackets(t *testing.T) {
 			t.Errorf("%s: got %q, want %q", c.name, got, c.want)
 		}
 	}
-	t.Run("proxy uid not captured", func(t *testing.T) { proxyUIDGoesDirect(t, pa) })
-	t.Run("dns to nameserver lands on 15053", func(t *testing.T) { dnsCaptured(t, pa) })
+	t.Run("proxy uid not captured", func(t *testing.T) { proxyUIDGoesDirect(t, pa, "10.212.7.2:80") })
+	t.Run("dns to nameserver lands on 15053", func(t *testing.T) { dnsCaptured(t, pa, "10.212.7.53:53") })
 }
 
-func proxyUIDGoesDirect(t *testing.T, pa string) {
+// proxyUIDGoesDirect dials addr from namespace pa as UID 1337, which must reach the peer unredirected.
+func proxyUIDGoesDirect(t *testing.T, pa, addr string) {
+	if got := dialAsProxy(t, pa, addr); got != "peer none" {
+		t.Errorf("uid 1337 reached %q, want the peer directly", got)
+	}
+}
+
+// dialAsProxy dials addr from namespace pa in a child running as the proxy's UID and GID 1337, and returns
+// the reply line.
+func dialAsProxy(t *testing.T, pa, addr string) string {
 	self := copyExecutable(t)
 	cmd := exec.Command(self)
-	cmd.Env = []string{dialEnv + "=10.212.7.2:80"}
+	cmd.Env = []string{dialEnv + "=" + addr}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 1337, Gid: 1337}}
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	mustf(t, startIn(pa, cmd), "start child as uid 1337")
 	mustf(t, cmd.Wait(), "child: %s", out.String())
-	if got := strings.TrimSpace(out.String()); got != "peer none" {
-		t.Errorf("uid 1337 reached %q, want the peer directly", got)
-	}
+	return strings.TrimSpace(out.String())
 }
 
-func dnsCaptured(t *testing.T, pa string) {
+// dnsCaptured sends a UDP query from namespace pa to the nameserver, which must land on 15053 of the same family.
+func dnsCaptured(t *testing.T, pa, nameserver string) {
+	network, listen := "udp4", "0.0.0.0:15053"
+	if netip.MustParseAddrPort(nameserver).Addr().Is6() {
+		network, listen = "udp6", "[::]:15053"
+	}
 	var pc net.PacketConn
-	mustf(t, inNS(pa, func() (err error) { pc, err = net.ListenPacket("udp4", "0.0.0.0:15053"); return err }), "listen 15053")
+	mustf(t, inNS(pa, func() (err error) { pc, err = net.ListenPacket(network, listen); return err }), "listen %s", listen)
 	defer pc.Close()
 	got := make(chan string, 1)
 	go func() {
@@ -160,7 +181,7 @@ func dnsCaptured(t *testing.T, pa string) {
 		}
 	}()
 	var conn net.Conn
-	mustf(t, inNS(pa, func() (err error) { conn, err = net.Dial("udp4", "10.212.7.53:53"); return err }), "dial dns")
+	mustf(t, inNS(pa, func() (err error) { conn, err = net.Dial(network, nameserver); return err }), "dial dns")
 	defer conn.Close()
 	// UDP may be sent before the reader goroutine runs; resend until the listener reports the query.
 	var query string

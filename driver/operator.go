@@ -1,0 +1,85 @@
+package driver
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/hashicorp/nomad/plugins/drivers"
+
+	"github.com/istio-sidecar/istio-sidecar/driver/rules"
+)
+
+// OperatorPlaceholderAllocID tags the rules of the operator CLI when it is given no alloc ID: the nil UUID,
+// shaped like Nomad's IDs so that a printed payload is byte for byte what an allocation gets but for the ID.
+const OperatorPlaceholderAllocID = "00000000-0000-0000-0000-000000000000"
+
+// OperatorOptions say which task the operator CLI builds a ruleset for.
+type OperatorOptions struct {
+	// AllocID goes into every rule's tag.
+	AllocID string
+	// NetnsPath is the group network namespace the task would run in; it is inspected (IPv6 presence) as
+	// StartTask inspects it.
+	NetnsPath string
+	// Host is host network mode: the namespace is this process's own (inspected), and the host-safety ports
+	// are kept out of capture. Exclusive with NetnsPath.
+	Host bool
+}
+
+// ConfigError is a problem with the task config or the options, not with the system: a bad HCL body, a
+// field the driver refuses (the message names it and its value) or an unusable alloc ID.
+type ConfigError struct{ Err error }
+
+func (e *ConfigError) Error() string { return e.Err.Error() }
+
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// OperatorRuleset builds the ruleset StartTask would apply for a task whose config {} block has the given
+// body, with the plugin's default settings. It runs the driver's own steps (schema and defaults, decoding,
+// validation, the interception inputs, the ruleset), so the CLI and the driver cannot disagree.
+//
+// With neither NetnsPath nor Host, nothing is inspected: the task is taken to run in a group namespace with
+// IPv4 only, and /etc/resolv.conf is read only when DNS capture is on.
+func OperatorRuleset(body string, opts OperatorOptions) (rules.Ruleset, error) {
+	if opts.Host && opts.NetnsPath != "" {
+		return rules.Ruleset{}, &ConfigError{errors.New("host network mode and a namespace path are exclusive")}
+	}
+	if err := (rules.Owner{AllocID: opts.AllocID}).Validate(); err != nil {
+		return rules.Ruleset{}, &ConfigError{err}
+	}
+	s, err := defaultConfig().validate()
+	if err != nil {
+		return rules.Ruleset{}, fmt.Errorf("the default plugin config is invalid: %w", err)
+	}
+	// interceptionFor and ruleset only read the settings; a Driver without eventer or tasks is enough.
+	d := &Driver{settings: s}
+	cfg := &drivers.TaskConfig{AllocID: opts.AllocID}
+	if opts.NetnsPath != "" {
+		cfg.NetworkIsolation = &drivers.NetworkIsolationSpec{Mode: drivers.NetIsolationModeGroup, Path: opts.NetnsPath}
+	}
+	if err := EncodeTaskConfigHCL(body, cfg); err != nil {
+		return rules.Ruleset{}, &ConfigError{err}
+	}
+	var tc TaskConfig
+	if err := cfg.DecodeDriverConfig(&tc); err != nil {
+		return rules.Ruleset{}, &ConfigError{fmt.Errorf("decoding the %s task config: %w", PluginName, err)}
+	}
+	if _, err := tc.validate(d.settings); err != nil {
+		return rules.Ruleset{}, &ConfigError{err}
+	}
+	in, err := d.interceptionFor(cfg, tc)
+	if err != nil {
+		return rules.Ruleset{}, err
+	}
+	if !opts.Host && opts.NetnsPath == "" {
+		// No namespace to inspect: interceptionFor ran in host mode (this namespace, entered without setns, so
+		// a dry run needs no privilege) for its resolv.conf decision only. The task is a group one: no
+		// host-safety ports, and IPv4 only.
+		in.Spec = mergeSpec(d.settings.Interception, tc.Spec)
+		in.HasIPv6 = false
+	}
+	rs, err := d.ruleset(opts.AllocID, in)
+	if err != nil {
+		return rules.Ruleset{}, &ConfigError{err}
+	}
+	return rs, nil
+}
