@@ -71,23 +71,41 @@ func withHostSafety(spec rules.Spec, ports []string) rules.Spec {
 
 // interceptionFor decides the task's interception inputs: merged settings and what the namespace holds.
 func (d *Driver) interceptionFor(cfg *drivers.TaskConfig, tc TaskConfig) (interceptionInputs, error) {
+	return inspectNamespace(netnsOf(cfg), d.interceptionSpec(tc, isHostMode(cfg)))
+}
+
+// interceptionSpec is the fleet's settings under the job's, plus the host-safety ports in host mode.
+func (d *Driver) interceptionSpec(tc TaskConfig, host bool) rules.Spec {
 	spec := mergeSpec(d.settings.Interception, tc.Spec)
-	if isHostMode(cfg) {
+	if host {
 		spec = withHostSafety(spec, d.settings.HostExcludePorts)
 	}
-	conf := ""
-	if spec.DNSCapture && !spec.CaptureAllDNS {
-		conf = resolvConf
-	}
-	env, err := netfilter.DiscoverEnv(netnsOf(cfg), conf)
+	return spec
+}
+
+// inspectNamespace reads what the rules depend on in the namespace (empty: this process's own): whether it
+// has IPv6, and the resolv.conf nameservers when DNS capture needs them.
+func inspectNamespace(netns string, spec rules.Spec) (interceptionInputs, error) {
+	env, err := netfilter.DiscoverEnv(netns, dnsResolvConf(spec))
 	if err != nil {
 		return interceptionInputs{}, fmt.Errorf("inspecting the network namespace: %w", err)
 	}
+	return inputs(spec, env), nil
+}
+
+func dnsResolvConf(spec rules.Spec) string {
+	if spec.DNSCapture && !spec.CaptureAllDNS {
+		return resolvConf
+	}
+	return ""
+}
+
+func inputs(spec rules.Spec, env rules.Env) interceptionInputs {
 	in := interceptionInputs{Spec: spec, HasIPv6: env.HasIPv6}
 	for _, ns := range env.Nameservers {
 		in.Nameservers = append(in.Nameservers, ns.String())
 	}
-	return in, nil
+	return in
 }
 
 // ruleset parses and builds; errors name the jobspec key and value.

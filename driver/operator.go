@@ -3,6 +3,7 @@ package driver
 import (
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/hashicorp/nomad/plugins/drivers"
 
@@ -66,16 +67,23 @@ func OperatorRuleset(body string, opts OperatorOptions) (rules.Ruleset, error) {
 	if _, err := tc.validate(d.settings); err != nil {
 		return rules.Ruleset{}, &ConfigError{err}
 	}
-	in, err := d.interceptionFor(cfg, tc)
-	if err != nil {
-		return rules.Ruleset{}, err
-	}
-	if !opts.Host && opts.NetnsPath == "" {
-		// No namespace to inspect: interceptionFor ran in host mode (this namespace, entered without setns, so
-		// a dry run needs no privilege) for its resolv.conf decision only. The task is a group one: no
-		// host-safety ports, and IPv4 only.
-		in.Spec = mergeSpec(d.settings.Interception, tc.Spec)
-		in.HasIPv6 = false
+	spec := d.interceptionSpec(tc, opts.Host)
+	var in interceptionInputs
+	if opts.Host || opts.NetnsPath != "" {
+		if in, err = inspectNamespace(opts.NetnsPath, spec); err != nil {
+			return rules.Ruleset{}, err
+		}
+	} else {
+		// No namespace to inspect: a group namespace with IPv4 only; resolv.conf is read for DNS capture alone.
+		var env rules.Env
+		if conf := dnsResolvConf(spec); conf != "" {
+			text, rerr := os.ReadFile(conf)
+			if rerr != nil {
+				return rules.Ruleset{}, fmt.Errorf("reading %s for DNS capture: %w", conf, rerr)
+			}
+			env.Nameservers = rules.ParseResolvConf(string(text))
+		}
+		in = inputs(spec, env)
 	}
 	rs, err := d.ruleset(opts.AllocID, in)
 	if err != nil {
