@@ -1,0 +1,141 @@
+package proxy
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+)
+
+func TestParsePilotAgentVersion(t *testing.T) {
+	out := []byte("2026/11/27 INFO memory is not limited\n{\n  \"clientVersion\": {\n    \"version\": \"1.31-dev\",\n    \"revision\": \"eed52ebb66ad\"\n  }\n}\n")
+	v, err := ParsePilotAgentVersion(out)
+	if err != nil || v != "1.31-dev" {
+		t.Fatalf("got %q, %v", v, err)
+	}
+	for _, bad := range []string{"", "1.23.0", `{"clientVersion":{}}`} {
+		if _, err := ParsePilotAgentVersion([]byte(bad)); err == nil {
+			t.Errorf("%q: want an error", bad)
+		}
+	}
+}
+
+func TestParseEnvoyVersion(t *testing.T) {
+	out := "\nenvoy  version: 6d9bb7d9a85d616b220d1f8fe67b61f82bbdb8d3/1.36.2/Clean/RELEASE/BoringSSL\n\n"
+	v, err := ParseEnvoyVersion([]byte(out))
+	if err != nil || v != "1.36.2" {
+		t.Fatalf("got %q, %v", v, err)
+	}
+	for _, bad := range []string{"", "envoy 1.36", "envoy  version: abc"} {
+		if _, err := ParseEnvoyVersion([]byte(bad)); err == nil {
+			t.Errorf("%q: want an error", bad)
+		}
+	}
+}
+
+func TestProxyConfigLayers_LaterLayersReplaceWholeFields(t *testing.T) {
+	doc, err := ProxyConfigLayers{
+		Fleet:    "tracing:\n  sampling: 1\nproxyMetadata:\n  A: fleet\n",
+		Workload: "proxyMetadata:\n  B: job\n",
+		Typed:    map[string]any{"discoveryAddress": "istiod:15012"},
+		Owned:    map[string]any{"binaryPath": "/usr/local/bin/envoy", "statusPort": 15020},
+	}.Merge()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	if err := yaml.Unmarshal([]byte(doc), &got); err != nil {
+		t.Fatal(err)
+	}
+	md := got["proxyMetadata"].(map[string]any)
+	if md["B"] != "job" || md["A"] != nil {
+		t.Errorf("the workload's proxyMetadata must replace the fleet's whole, as pilot-agent merges: %v", md)
+	}
+	if got["tracing"] == nil || got["discoveryAddress"] != "istiod:15012" || got["binaryPath"] != "/usr/local/bin/envoy" || got["statusPort"] != 15020 {
+		t.Errorf("layers lost: %v", got)
+	}
+}
+
+func TestProxyConfigLayers_OwnedKeysAreRefusedFromUsers(t *testing.T) {
+	for _, key := range []string{"binaryPath", "configPath", "proxyAdminPort", "statusPort", "proxyBootstrapTemplatePath", "customConfigFile"} {
+		_, err := ProxyConfigLayers{Workload: key + ": x\n"}.Merge()
+		if err == nil || !strings.Contains(err.Error(), `proxy_config: "`+key+`" is set by the driver`) {
+			t.Errorf("%s: got %v", key, err)
+		}
+	}
+}
+
+func TestEnvironment_IdentityMeshAndNomadMetadata(t *testing.T) {
+	env, err := Environment(
+		Workload{PodName: "payments-api-1a2b3c4d", Namespace: "payments", ServiceAccount: "api", WorkloadName: "payments",
+			CanonicalService: "payments", CanonicalRevision: "v2", Labels: map[string]string{"app": "payments"},
+			InstanceIP: "10.0.0.7", InterceptionMode: "REDIRECT"},
+		Mesh{TrustDomain: "example.org", ClusterID: "nomad-east", Network: "vm-net"},
+		NomadMeta{AllocID: "1a2b3c4d-0000", JobID: "payments", Group: "api", Task: "istio-proxy", Namespace: "default",
+			Datacenter: "dc1", NodeID: "n1", NodeName: "host-1"},
+		"discoveryAddress: istiod:15012\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"POD_NAME": "payments-api-1a2b3c4d", "POD_NAMESPACE": "payments", "SERVICE_ACCOUNT": "api",
+		"INSTANCE_IP": "10.0.0.7", "TRUST_DOMAIN": "example.org", "ISTIO_META_CLUSTER_ID": "nomad-east",
+		"ISTIO_META_NETWORK": "vm-net", "ISTIO_META_NOMAD_ALLOC_ID": "1a2b3c4d-0000", "ISTIO_META_NOMAD_JOB_ID": "payments",
+		"ISTIO_META_NOMAD_GROUP": "api", "ISTIO_META_NOMAD_DATACENTER": "dc1", "ISTIO_META_NOMAD_NODE_NAME": "host-1",
+		"CANONICAL_SERVICE": "payments", "CANONICAL_REVISION": "v2", "ISTIO_META_WORKLOAD_NAME": "payments",
+		"PROXY_CONFIG": "discoveryAddress: istiod:15012\n", "JWT_POLICY": "third-party-jwt",
+	}
+	for k, v := range want {
+		if env[k] != v {
+			t.Errorf("%s = %q, want %q", k, env[k], v)
+		}
+	}
+	if !strings.Contains(env["ISTIO_METAJSON_LABELS"], `"service.istio.io/canonical-name":"payments"`) ||
+		!strings.Contains(env["ISTIO_METAJSON_LABELS"], `"app":"payments"`) {
+		t.Errorf("labels: %s", env["ISTIO_METAJSON_LABELS"])
+	}
+	if _, ok := env["CA_ADDR"]; ok {
+		t.Errorf("an unset CA address must be left to pilot-agent's default, got %q", env["CA_ADDR"])
+	}
+}
+
+func TestEnvList_ProxyVariablesWinAndOrderIsStable(t *testing.T) {
+	got := EnvList(map[string]string{"NOMAD_ALLOC_ID": "a", "POD_NAME": "user"}, map[string]string{"POD_NAME": "driver"})
+	if strings.Join(got, ",") != "NOMAD_ALLOC_ID=a,POD_NAME=driver" {
+		t.Fatalf("got %v", got)
+	}
+}
+
+func TestReadInTaskDir_StaysInsideTheTaskDir(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "secrets"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "secrets", "root-cert.pem"), []byte("PEM"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if data, err := ReadInTaskDir(dir, "root_cert_path", "secrets/root-cert.pem"); err != nil || string(data) != "PEM" {
+		t.Fatalf("got %q, %v", data, err)
+	}
+	outside := filepath.Join(t.TempDir(), "host-secret")
+	if err := os.WriteFile(outside, []byte("host"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(dir, "secrets", "escape.pem")); err != nil {
+		t.Fatal(err)
+	}
+	for _, rel := range []string{"/etc/hostname", "../x", "secrets/../../x", "secrets/escape.pem", ""} {
+		if _, err := ReadInTaskDir(dir, "root_cert_path", rel); err == nil || !strings.Contains(err.Error(), "root_cert_path") {
+			t.Errorf("%q: got %v, want a refusal naming the field", rel, err)
+		}
+	}
+}
+
+func TestArgs(t *testing.T) {
+	got := strings.Join(Args("debug", "/var/lib/istio/envoy/envoy_bootstrap_tmpl.json"), " ")
+	if got != "proxy sidecar --proxyLogLevel=debug --templateFile=/var/lib/istio/envoy/envoy_bootstrap_tmpl.json" {
+		t.Fatalf("got %q", got)
+	}
+}

@@ -1,0 +1,71 @@
+package driver
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/nomad/client/allocdir"
+	"github.com/hashicorp/nomad/plugins/drivers"
+	"gopkg.in/yaml.v3"
+)
+
+func TestProxyEnvironment_FromConfigAndAllocation(t *testing.T) {
+	s, _ := defaultConfig().validate()
+	s.CAAddress = "ca.example.org:15012"
+	tc, err := decodeTask(t, `
+discovery_address = "istiod.example.org:15012"
+proxy_config      = "tracing:\n  sampling: 5\n"
+concurrency       = 3
+drain_duration    = "20s"
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, err := tc.validate(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &drivers.TaskConfig{
+		AllocID: "4f1c2d3e-aaaa-bbbb-cccc-000000000000", JobName: "Payments_API", JobID: "Payments_API", TaskGroupName: "web",
+		Name: "istio-proxy", Namespace: "prod", NodeName: "host-1", NodeID: "node-1",
+		Env:              map[string]string{"NOMAD_DC": "dc1"},
+		AllocDir:         "/var/nomad/alloc/4f1c",
+		NetworkIsolation: &drivers.NetworkIsolationSpec{Path: "/var/run/netns/4f1c", HostsConfig: &drivers.HostsConfig{Address: "172.26.64.7"}},
+	}
+	env, err := proxyEnvironment(cfg, s, ts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]string{
+		"POD_NAME":                    "payments-api-web-4f1c2d3e",
+		"POD_NAMESPACE":               "prod",
+		"SERVICE_ACCOUNT":             "default",
+		"CANONICAL_SERVICE":           "payments-api",
+		"INSTANCE_IP":                 "172.26.64.7",
+		"CA_ADDR":                     "ca.example.org:15012",
+		"ISTIO_META_NOMAD_DATACENTER": "dc1",
+		"ISTIO_META_NOMAD_GROUP":      "web",
+	} {
+		if env[k] != v {
+			t.Errorf("%s = %q, want %q", k, env[k], v)
+		}
+	}
+	var pc map[string]any
+	if err := yaml.Unmarshal([]byte(env["PROXY_CONFIG"]), &pc); err != nil {
+		t.Fatal(err)
+	}
+	taskDir := (&allocdir.TaskDir{Dir: cfg.TaskDir().Dir}).Dir
+	if pc["discoveryAddress"] != "istiod.example.org:15012" || pc["concurrency"] != 3 || pc["terminationDrainDuration"] != "20s" ||
+		pc["binaryPath"] != s.EnvoyPath || pc["configPath"] != taskDir+"/etc/istio/proxy" || pc["statusPort"] != 15020 ||
+		pc["tracing"] == nil {
+		t.Errorf("PROXY_CONFIG: %v", pc)
+	}
+}
+
+func TestPodName_IsAValidDNSLabelUniquePerAllocation(t *testing.T) {
+	cfg := &drivers.TaskConfig{AllocID: "12345678-aaaa", JobName: strings.Repeat("VeryLongJob.", 10), TaskGroupName: "g"}
+	name := podName(cfg)
+	if len(name) > 63 || !dns1123Label.MatchString(name) || !strings.HasSuffix(name, "-12345678") {
+		t.Fatalf("pod name %q", name)
+	}
+}
