@@ -333,9 +333,15 @@ func TestExecAndStats_ReachTheProxy(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = td.StopTask(cfg.ID, 5*time.Second, "") })
 
-	res, err := td.ExecTask(cfg.ID, []string{b.pilotAgent, "request", "GET", "server_info"}, 20*time.Second)
-	if err != nil || res.ExitResult.ExitCode != 0 || !strings.Contains(string(res.Stdout), "state") {
-		t.Fatalf("pilot-agent request GET server_info: %v %+v %s", err, res.ExitResult, res.Stdout)
+	// What `nomad alloc exec -task istio-proxy <alloc> pilot-agent request GET config_dump` runs: it must reach
+	// the admin port on the loopback of the group's namespace.
+	res, err := td.ExecTask(cfg.ID, []string{b.pilotAgent, "request", "GET", "config_dump"}, 20*time.Second)
+	// ExecTask keeps the last 4 KiB of output (drivers.CheckBufSize); any stretch of a dump has typed configs.
+	if err != nil || res.ExitResult.ExitCode != 0 || !strings.Contains(string(res.Stdout), `"@type": "type.googleapis.com/envoy.`) {
+		t.Fatalf("pilot-agent request GET config_dump: %v %+v %s", err, res.ExitResult, res.Stdout)
+	}
+	if err := td.SignalTask(cfg.ID, "SIGBOGUS"); err == nil || !strings.Contains(err.Error(), "SIGBOGUS") {
+		t.Errorf("an unknown signal must be refused by name, got %v", err)
 	}
 
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
