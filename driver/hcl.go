@@ -43,6 +43,13 @@ func EncodeTaskConfigHCL(body string, cfg *drivers.TaskConfig) error {
 	if err := json.Unmarshal(raw, &flat); err != nil {
 		return fmt.Errorf("config block: %w", err)
 	}
+	// Nomad's jobspec parser hands an object value on as a list holding that object (HCL1's block form), which
+	// is why map-valued keys are declared list(map(string)) and decoded with hclutils.MapStrStr.
+	for k, v := range flat {
+		if m, ok := v.(map[string]any); ok {
+			flat[k] = []any{m}
+		}
+	}
 	spec, diags := hclspecutils.Convert(taskConfigSpec)
 	if diags.HasErrors() {
 		return fmt.Errorf("the task config schema: %s", diags.Error())

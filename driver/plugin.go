@@ -93,11 +93,12 @@ func hclList(items []string) string {
 // taskConfigSpec is the jobspec's config { ... } block, in the vocabulary of istioctl's cluster.env and of
 // Istio's sidecar annotations.
 var taskConfigSpec = hclspec.NewObject(withInterception(map[string]*hclspec.Spec{
-	"namespace":                           attr("namespace", "string", nil),
-	"service_account":                     attr("service_account", "string", str("default")),
-	"canonical_service":                   attr("canonical_service", "string", nil),
-	"canonical_revision":                  attr("canonical_revision", "string", str("latest")),
-	"labels":                              attr("labels", "map(string)", nil),
+	"namespace":          attr("namespace", "string", nil),
+	"service_account":    attr("service_account", "string", str("default")),
+	"canonical_service":  attr("canonical_service", "string", nil),
+	"canonical_revision": attr("canonical_revision", "string", str("latest")),
+	// list(map(string)), decoded by hclutils.MapStrStr: a map in a jobspec reaches the client as a list of maps.
+	"labels":                              attr("labels", "list(map(string))", nil),
 	"instance_ip":                         attr("instance_ip", "string", nil),
 	"discovery_address":                   attr("discovery_address", "string", nil),
 	"ca_address":                          attr("ca_address", "string", nil),

@@ -7,6 +7,8 @@ import (
 	"sort"
 	"time"
 
+	"github.com/hashicorp/nomad/helper/pluginutils/hclutils"
+
 	"github.com/istio-sidecar/istio-sidecar/driver/proxy"
 	"github.com/istio-sidecar/istio-sidecar/driver/rules"
 )
@@ -14,23 +16,23 @@ import (
 // TaskConfig is the jobspec's config block, as Nomad decodes it. It is also persisted in the driver state,
 // because a recovered drivers.TaskConfig no longer carries the raw block (decoding it returns EOF in 1.6.3).
 type TaskConfig struct {
-	Namespace                       string            `codec:"namespace"`
-	ServiceAccount                  string            `codec:"service_account"`
-	CanonicalService                string            `codec:"canonical_service"`
-	CanonicalRevision               string            `codec:"canonical_revision"`
-	Labels                          map[string]string `codec:"labels"`
-	InstanceIP                      string            `codec:"instance_ip"`
-	DiscoveryAddress                string            `codec:"discovery_address"`
-	CAAddress                       string            `codec:"ca_address"`
-	ProxyConfig                     string            `codec:"proxy_config"`
-	RootCertPath                    string            `codec:"root_cert_path"`
-	TokenPath                       string            `codec:"token_path"`
-	LogLevel                        string            `codec:"log_level"`
-	Concurrency                     int               `codec:"concurrency"`
-	DrainDuration                   string            `codec:"drain_duration"`
-	ExitOnZeroActiveConnections     bool              `codec:"exit_on_zero_active_connections"`
-	HoldApplicationUntilProxyStarts bool              `codec:"hold_application_until_proxy_starts"`
-	ReadinessTimeout                string            `codec:"readiness_timeout"`
+	Namespace                       string             `codec:"namespace"`
+	ServiceAccount                  string             `codec:"service_account"`
+	CanonicalService                string             `codec:"canonical_service"`
+	CanonicalRevision               string             `codec:"canonical_revision"`
+	Labels                          hclutils.MapStrStr `codec:"labels"`
+	InstanceIP                      string             `codec:"instance_ip"`
+	DiscoveryAddress                string             `codec:"discovery_address"`
+	CAAddress                       string             `codec:"ca_address"`
+	ProxyConfig                     string             `codec:"proxy_config"`
+	RootCertPath                    string             `codec:"root_cert_path"`
+	TokenPath                       string             `codec:"token_path"`
+	LogLevel                        string             `codec:"log_level"`
+	Concurrency                     int                `codec:"concurrency"`
+	DrainDuration                   string             `codec:"drain_duration"`
+	ExitOnZeroActiveConnections     bool               `codec:"exit_on_zero_active_connections"`
+	HoldApplicationUntilProxyStarts bool               `codec:"hold_application_until_proxy_starts"`
+	ReadinessTimeout                string             `codec:"readiness_timeout"`
 
 	// The interception keys, at the top level of the block as Istio's annotations are on a pod.
 	rules.Spec

@@ -1,7 +1,6 @@
 package driver
 
 import (
-	"path/filepath"
 	"regexp"
 	"strings"
 
@@ -32,8 +31,11 @@ func proxyEnvironment(cfg *drivers.TaskConfig, s *settings, t *taskSettings) (ma
 		Workload: t.ProxyConfig,
 		Typed:    typed,
 		Owned: map[string]any{
-			"binaryPath":     s.EnvoyPath,
-			"configPath":     filepath.Join(cfg.TaskDir().Dir, proxy.ConfigDir),
+			"binaryPath": s.EnvoyPath,
+			// Relative to pilot-agent's working directory, the task dir, as Istio's own default is: the XDS and
+			// SDS unix sockets live under it, and an absolute path under a deep task dir overflows the 107-byte
+			// limit of a socket address.
+			"configPath":     "./" + proxy.ConfigDir,
 			"proxyAdminPort": proxy.AdminPort,
 			"statusPort":     proxy.StatusPort,
 		},
@@ -57,7 +59,7 @@ func proxyEnvironment(cfg *drivers.TaskConfig, s *settings, t *taskSettings) (ma
 		WorkloadName:      service,
 		CanonicalService:  service,
 		CanonicalRevision: t.CanonicalRevision,
-		Labels:            t.Labels,
+		Labels:            map[string]string(t.Labels),
 		InstanceIP:        instanceIP(cfg, t),
 		InterceptionMode:  "REDIRECT",
 	}, proxy.Mesh{

@@ -4,7 +4,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/hashicorp/nomad/client/allocdir"
 	"github.com/hashicorp/nomad/plugins/drivers"
 	"gopkg.in/yaml.v3"
 )
@@ -54,9 +53,8 @@ drain_duration    = "20s"
 	if err := yaml.Unmarshal([]byte(env["PROXY_CONFIG"]), &pc); err != nil {
 		t.Fatal(err)
 	}
-	taskDir := (&allocdir.TaskDir{Dir: cfg.TaskDir().Dir}).Dir
 	if pc["discoveryAddress"] != "istiod.example.org:15012" || pc["concurrency"] != 3 || pc["terminationDrainDuration"] != "20s" ||
-		pc["binaryPath"] != s.EnvoyPath || pc["configPath"] != taskDir+"/etc/istio/proxy" || pc["statusPort"] != 15020 ||
+		pc["binaryPath"] != s.EnvoyPath || pc["configPath"] != "./etc/istio/proxy" || pc["statusPort"] != 15020 ||
 		pc["tracing"] == nil {
 		t.Errorf("PROXY_CONFIG: %v", pc)
 	}
