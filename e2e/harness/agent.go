@@ -22,6 +22,8 @@ const (
 	stopGrace = 30 * time.Second
 	// bindAttempts is how often Start picks new ports when another process took one before the agent bound it.
 	bindAttempts = 3
+	// agentDirPrefix names each agent's temporary directory.
+	agentDirPrefix = "ise2e-"
 )
 
 // Agent is one running Nomad agent (server and client) owned by one test.
@@ -67,11 +69,18 @@ func Start(t testing.TB, opts Options) *Agent {
 	if opts.LogLevel == "" {
 		opts.LogLevel = "DEBUG"
 	}
-	dir, err := os.MkdirTemp("", "istio-sidecar-e2e-")
+	// A short name: pilot-agent binds unix sockets under the task dir, and a socket path may not exceed 107 bytes
+	// (sun_path). /tmp/ise2e-N/data is about as long as a real data_dir such as /opt/nomad/data plus 11 bytes.
+	dir, err := os.MkdirTemp("", agentDirPrefix)
 	if err != nil {
 		t.Fatalf("creating agent dir: %v", err)
 	}
-	suffix := strings.TrimPrefix(filepath.Base(dir), "istio-sidecar-e2e-")
+	// MkdirTemp makes it private to root, but the proxy runs as its own user in a task dir below it (as it does
+	// under a real data_dir such as /opt/nomad/data, which is world-traversable).
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatalf("opening agent dir to the proxy user: %v", err)
+	}
+	suffix := strings.TrimPrefix(filepath.Base(dir), agentDirPrefix)
 	a := &Agent{
 		Name:       "e2e-" + suffix,
 		Dir:        dir,

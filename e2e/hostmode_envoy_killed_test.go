@@ -1,0 +1,70 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/nomad/api"
+
+	"github.com/istio-sidecar/istio-sidecar/e2e/harness"
+)
+
+// TestHostMode_NodeStaysReadyWhenEnvoyDies: Envoy of a host-mode meshed group dies, its rules stay in the host
+// namespace until the sidecar is back, and meanwhile the node goes on answering and stays ready: the agent's own
+// traffic is never captured. Sequential: host mode.
+func TestHostMode_NodeStaysReadyWhenEnvoyDies(t *testing.T) {
+	guardHost(t)
+	agent := meshAgent(t)
+	vars := hostVars(t)
+	vars["proxy_restart_delay"] = "5s"
+	const id = "host-envoy-killed"
+	putMeshSecrets(t, agent, id)
+	agent.Register(t, agent.ParseJobVars(t, harness.ExampleFile(t, hostExample), id, vars))
+	alloc := agent.WaitAlloc(t, id, api.AllocClientStatusRunning)
+	agent.WaitTaskState(t, alloc.ID, proxyTask, harness.TaskStateRunning)
+	if tagged := harness.SnapshotRules(t, "").Tagged(); len(tagged) == 0 {
+		t.Fatalf("no interception rules in the host namespace while the host-mode sidecar runs")
+	}
+	pilot, envoy := proxyPIDs(t, agent, alloc.ID)
+
+	if err := syscall.Kill(envoy, syscall.SIGKILL); err != nil {
+		t.Fatalf("SIGKILL Envoy pid %d: %v", envoy, err)
+	}
+	t.Logf("SIGKILLed Envoy pid %d (pilot-agent pid %d)", envoy, pilot)
+
+	// Until the sidecar is back, every look at the node must answer quickly and see it ready.
+	checks, sawRulesDown := 0, false
+	pollUntil(t, meshTimeout, "the sidecar restarted", func() (bool, string) {
+		start := time.Now()
+		node, _, err := agent.Client.Nodes().Info(agent.NodeID, nil)
+		took := time.Since(start)
+		switch {
+		case err != nil:
+			t.Errorf("node status failed while Envoy was dead: %v", err)
+		case node.Status != api.NodeStatusReady:
+			t.Errorf("node %s while Envoy was dead", node.Status)
+		case took > 2*time.Second:
+			t.Errorf("node status took %s while Envoy was dead", took)
+		}
+		checks++
+		restarted := newProxyStart(t, agent, alloc.ID, pilot) != 0
+		if !restarted && len(harness.SnapshotRules(t, "").Tagged()) > 0 {
+			sawRulesDown = true
+		}
+		return restarted, "no new \"Proxy started\" event"
+	})
+	if !sawRulesDown {
+		t.Errorf("the host-mode rules were not in place while the proxy was down")
+	}
+	agent.WaitTaskState(t, alloc.ID, proxyTask, harness.TaskStateRunning)
+	if node := agent.Node(t); node.Status != api.NodeStatusReady {
+		t.Errorf("node %s after the sidecar restarted", node.Status)
+	}
+	t.Logf("node ready at each of %d looks while the proxy was down; events:\n%s",
+		checks, strings.Join(agent.TaskEvents(t, alloc.ID, proxyTask), "\n"))
+	agent.StopJob(t, id)
+}
