@@ -2,6 +2,7 @@ package driver
 
 import (
 	"context"
+	"hash/fnv"
 	"slices"
 	"sync"
 	"time"
@@ -23,6 +24,18 @@ type allocState struct {
 type allocTracker struct {
 	mu sync.Mutex
 	m  map[string]*allocState
+	// stripes serialise, per allocation, everything that changes its rules or lock: a start, a drift repair, a
+	// release. Without it a grace timer's release could remove the rules a restart has just re-applied.
+	stripes [64]sync.Mutex
+}
+
+// lock takes the allocation's lock and returns its unlock.
+func (a *allocTracker) lock(allocID string) func() {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(allocID))
+	m := &a.stripes[h.Sum32()%uint32(len(a.stripes))]
+	m.Lock()
+	return m.Unlock
 }
 
 func newAllocTracker() *allocTracker { return &allocTracker{m: map[string]*allocState{}} }
@@ -67,6 +80,8 @@ func (d *Driver) releaseLater(allocID string, grace time.Duration) {
 		st.timer.Stop()
 	}
 	st.timer = time.AfterFunc(grace, func() {
+		unlock := d.allocs.lock(allocID)
+		defer unlock()
 		if d.allocs.take(allocID, st) {
 			d.release(allocID, st.netns, st.host)
 		}
@@ -75,6 +90,13 @@ func (d *Driver) releaseLater(allocID string, grace time.Duration) {
 
 // releaseNow releases the allocation's rules and lock at once, reporting how many rules went.
 func (d *Driver) releaseNow(allocID string) (removed int, ok bool) {
+	unlock := d.allocs.lock(allocID)
+	defer unlock()
+	return d.releaseNowLocked(allocID)
+}
+
+// releaseNowLocked is releaseNow for a caller that holds the allocation's lock.
+func (d *Driver) releaseNowLocked(allocID string) (removed int, ok bool) {
 	d.allocs.mu.Lock()
 	st, held := d.allocs.m[allocID]
 	d.allocs.mu.Unlock()
@@ -133,10 +155,11 @@ func (d *Driver) reconcile() {
 		owners = append(owners, lockOwner)
 	}
 	for _, allocID := range owners {
-		if d.allocs.held(allocID) {
-			continue
+		unlock := d.allocs.lock(allocID)
+		if !d.allocs.held(allocID) {
+			d.logger.Warn("removing interception left by an allocation this plugin does not run", "alloc_id", allocID)
+			d.release(allocID, "", true)
 		}
-		d.logger.Warn("removing interception left by an allocation this plugin does not run", "alloc_id", allocID)
-		d.release(allocID, "", true)
+		unlock()
 	}
 }

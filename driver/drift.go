@@ -24,26 +24,46 @@ func (d *Driver) watchDrift(h *taskHandle, rs rules.Ruleset) {
 		select {
 		case <-h.doneCh:
 			return
+		case <-h.stopCh:
+			return
 		case <-d.ctx.Done():
 			return
 		case <-ticker.C:
 		}
-		ctx, cancel := context.WithTimeout(d.ctx, interval)
-		err := netfilter.Verify(ctx, h.netnsPath, rs)
-		if errors.Is(err, netfilter.ErrDrift) {
-			reports, aerr := netfilter.Apply(ctx, h.netnsPath, rs)
-			if aerr != nil {
-				d.emit(h.taskConfig, "iptables: interception rules drifted and could not be restored: %v", aerr)
-			} else {
-				var done []string
-				for _, r := range reports {
-					done = append(done, r.String())
-				}
-				d.emit(h.taskConfig, "iptables: interception rules had drifted and were restored: %s", strings.Join(done, "; "))
-			}
-		} else if err != nil {
-			h.logger.Warn("checking the interception rules", "error", err)
-		}
-		cancel()
+		d.checkDrift(h, rs, interval)
 	}
+}
+
+// checkDrift verifies once, under the allocation's lock, so that it never re-applies rules that a stop or a
+// grace-period release is removing.
+func (d *Driver) checkDrift(h *taskHandle, rs rules.Ruleset, timeout time.Duration) {
+	unlock := d.allocs.lock(h.taskConfig.AllocID)
+	defer unlock()
+	select {
+	case <-h.stopCh:
+		return
+	case <-h.doneCh:
+		return
+	default:
+	}
+	ctx, cancel := context.WithTimeout(d.ctx, timeout)
+	defer cancel()
+	err := netfilter.Verify(ctx, h.netnsPath, rs)
+	if err == nil {
+		return
+	}
+	if !errors.Is(err, netfilter.ErrDrift) {
+		h.logger.Warn("checking the interception rules", "error", err)
+		return
+	}
+	reports, err := netfilter.Apply(ctx, h.netnsPath, rs)
+	if err != nil {
+		d.emit(h.taskConfig, "iptables: interception rules drifted and could not be restored: %v", err)
+		return
+	}
+	var done []string
+	for _, r := range reports {
+		done = append(done, r.String())
+	}
+	d.emit(h.taskConfig, "iptables: interception rules had drifted and were restored: %s", strings.Join(done, "; "))
 }

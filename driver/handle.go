@@ -30,8 +30,11 @@ type taskHandle struct {
 	pid        int
 	startedAt  time.Time
 
-	// stopping is set by StopTask, so that the exit that follows is not mistaken for Envoy dying.
+	// stopping is set by StopTask, so that the exit that follows is not mistaken for Envoy dying; stopCh
+	// closes at the same time, for the drift watcher.
 	stopping atomic.Bool
+	stopOnce sync.Once
+	stopCh   chan struct{}
 	// onExit runs once the proxy has exited and its state is recorded.
 	onExit func()
 
@@ -58,6 +61,12 @@ func (h *taskHandle) TaskStatus() *drivers.TaskStatus {
 		ExitResult:       h.exitResult.Copy(),
 		DriverAttributes: attrs,
 	}
+}
+
+// markStopping records that the driver itself is ending this proxy.
+func (h *taskHandle) markStopping() {
+	h.stopping.Store(true)
+	h.stopOnce.Do(func() { close(h.stopCh) })
 }
 
 func (h *taskHandle) IsRunning() bool {

@@ -116,8 +116,14 @@ func TestStartTask_ReadyThenStop(t *testing.T) {
 	if left := procsIn(taskDir); len(left) != 0 {
 		t.Fatalf("processes left after StopTask: %v", left)
 	}
-	if !ev.has("Draining:") {
-		t.Errorf("no draining event")
+	if !ev.has("Draining: listeners drained for 1s, then SIGTERM") {
+		t.Errorf("no draining event: %v", ev.msgs)
+	}
+	if b.standin {
+		// Envoy was asked to drain its listeners before it was stopped (the stand-in logs what it receives).
+		waitFor(t, 5*time.Second, "Envoy's drain_listeners in the task log", func() bool {
+			return strings.Contains(taskLogs(cfg), `"standin_envoy":"drain_listeners"`)
+		})
 	}
 	if err := td.DestroyTask(cfg.ID, true); err != nil {
 		t.Fatalf("DestroyTask: %v", err)

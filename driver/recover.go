@@ -32,6 +32,8 @@ func (d *Driver) RecoverTask(handle *drivers.TaskHandle) error {
 	logger := d.logger.With("alloc_id", handle.Config.AllocID, "task", handle.Config.Name)
 	exec, client, err := executor.ReattachToExecutor(rc, logger)
 	if err != nil {
+		// Nomad will start the task anew; a proxy left running without its executor would hold the ports.
+		killOrphanGroup(st.Pid, st.TaskConfig.TaskDir().Dir)
 		return fmt.Errorf("recovering task %s: reattaching to the executor: %w", handle.Config.ID, err)
 	}
 	h := &taskHandle{
@@ -46,6 +48,7 @@ func (d *Driver) RecoverTask(handle *drivers.TaskHandle) error {
 		procState:    drivers.TaskStateRunning,
 		exitResult:   &drivers.ExitResult{},
 		doneCh:       make(chan struct{}),
+		stopCh:       make(chan struct{}),
 	}
 	d.allocs.hold(st.TaskConfig.AllocID, st.NetnsPath, st.NetnsPath == "")
 	d.track(h)

@@ -89,7 +89,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 
 	if t.HoldApplicationUntilProxyStarts {
 		if err := d.waitReady(cfg, h, t.readinessTimeout); err != nil {
-			h.stopping.Store(true) // this exit is ours, not Envoy dying
+			h.markStopping() // this exit is ours, not Envoy dying
 			d.abort(h)
 			d.tasks.Delete(cfg.ID)
 			undo()
@@ -107,47 +107,53 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 func (d *Driver) intercept(cfg *drivers.TaskConfig, rs rules.Ruleset) (undo func(), err error) {
 	netns, host, allocID := netnsOf(cfg), isHostMode(cfg), cfg.AllocID
 	if host {
-		if err := checkHostModePorts(cfg, rules.StandardDefaults().OutboundCapturePort, rules.StandardDefaults().InboundCapturePort); err != nil {
+		def := rules.StandardDefaults()
+		if err := checkHostModePorts(cfg, def.OutboundCapturePort, def.InboundCapturePort); err != nil {
 			return nil, err
 		}
 	}
+	unlock := d.allocs.lock(allocID)
+	defer unlock()
 	ctx, cancel := context.WithTimeout(d.ctx, time.Minute)
 	defer cancel()
 	owners, err := netfilter.Owners(ctx, netns)
 	if err != nil {
-		return nil, fmt.Errorf("reading the interception rules in place: %w", err)
+		// Recoverable, as every failure below: the xtables lock or another allocation's lock may clear.
+		return nil, structs.NewRecoverableError(fmt.Errorf("reading the interception rules in place: %w", err), true)
 	}
 	fresh := !slices.Contains(owners, allocID) && !d.allocs.held(allocID)
 	if host {
 		if _, err := d.hostLock().acquire(allocID); err != nil {
-			return nil, err
+			return nil, structs.NewRecoverableError(err, true)
 		}
 	}
 	d.allocs.hold(allocID, netns, host)
-	release := func() {
-		if fresh {
-			d.releaseNow(allocID)
-		} else {
-			d.releaseLater(allocID, d.settings.gracePeriod)
-		}
-	}
 	if err := d.applyRules(ctx, cfg, rs); err != nil {
-		release()
-		return nil, err
+		d.undoIntercept(allocID, fresh)
+		return nil, structs.NewRecoverableError(err, true)
 	}
-	return release, nil
+	return func() {
+		unlock := d.allocs.lock(allocID)
+		defer unlock()
+		d.undoIntercept(allocID, fresh)
+	}, nil
+}
+
+// undoIntercept gives back what a failed start took; the caller holds the allocation's lock.
+func (d *Driver) undoIntercept(allocID string, fresh bool) {
+	if fresh {
+		d.releaseNowLocked(allocID)
+	} else {
+		d.releaseLater(allocID, d.settings.gracePeriod)
+	}
 }
 
 // track makes a launched proxy known to the driver and watches for its exit.
 func (d *Driver) track(h *taskHandle) {
 	allocID := h.taskConfig.AllocID
-	h.onExit = func() {
-		// A stop the driver was asked for releases the allocation in StopTask; any other exit may be followed
-		// by a restart, so the rules stay for the grace period.
-		if !h.stopping.Load() {
-			d.releaseLater(allocID, d.settings.gracePeriod)
-		}
-	}
+	// Any exit may be followed by a restart, so the rules stay for the grace period. A stop Nomad asked for
+	// releases them at once in StopTask; this is the safety net if that path fails.
+	h.onExit = func() { d.releaseLater(allocID, d.settings.gracePeriod) }
 	d.tasks.Set(h.taskConfig.ID, h)
 	go h.run()
 }
@@ -212,7 +218,7 @@ func (d *Driver) launch(cfg *drivers.TaskConfig, tc TaskConfig, username string,
 		LogLevel: "debug",
 	})
 	if err != nil {
-		return nil, fmt.Errorf("creating the executor: %w", err)
+		return nil, structs.NewRecoverableError(fmt.Errorf("creating the executor: %w", err), true)
 	}
 	ps, err := exec.Launch(&executor.ExecCommand{
 		Cmd:                s.PilotAgentPath,
@@ -241,6 +247,7 @@ func (d *Driver) launch(cfg *drivers.TaskConfig, tc TaskConfig, username string,
 		procState:    drivers.TaskStateRunning,
 		exitResult:   &drivers.ExitResult{},
 		doneCh:       make(chan struct{}),
+		stopCh:       make(chan struct{}),
 	}, nil
 }
 
