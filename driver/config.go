@@ -43,6 +43,7 @@ type Config struct {
 	InterceptionGracePeriod string     `codec:"interception_grace_period"`
 	DriftCheckInterval      string     `codec:"drift_check_interval"`
 	StateDir                string     `codec:"state_dir"`
+	EnvPassthrough          []string   `codec:"env_passthrough"`
 }
 
 // settings is a validated Config, with typed values.
@@ -68,6 +69,7 @@ func defaultConfig() Config {
 		InterceptionGracePeriod: "1m",
 		DriftCheckInterval:      "30s",
 		StateDir:                "/run/istio-sidecar",
+		EnvPassthrough:          []string{"ISTIO_META_"}, // a fresh slice: decoding writes into it
 	}
 }
 
@@ -110,8 +112,20 @@ func (c Config) validate() (*settings, error) {
 			return nil, err
 		}
 	}
-	if _, err := proxy.ParseProxyConfigYAML("proxy_config", c.ProxyConfig); err != nil {
+	fleet, err := proxy.ParseProxyConfigYAML("proxy_config", c.ProxyConfig)
+	if err != nil {
 		return nil, err
+	}
+	// These always come from a typed setting, so a fleet value would be silently ignored.
+	for key, field := range map[string]string{"discoveryAddress": "discovery_address", "terminationDrainDuration": "each job's drain_duration"} {
+		if _, ok := fleet[key]; ok {
+			return nil, fmt.Errorf("proxy_config: %q is set by %s; set it there", key, field)
+		}
+	}
+	for i, p := range c.EnvPassthrough {
+		if !envPrefix.MatchString(p) {
+			return nil, fmt.Errorf("env_passthrough[%d]: %q must be a variable name prefix (letters, digits, '_')", i, p)
+		}
 	}
 	if !filepath.IsAbs(c.StateDir) {
 		return nil, fmt.Errorf("state_dir: %q must be an absolute path", c.StateDir)
@@ -120,7 +134,6 @@ func (c Config) validate() (*settings, error) {
 		return nil, err
 	}
 	s := &settings{Config: c}
-	var err error
 	if s.readinessTimeout, err = positiveDuration("readiness_timeout", c.ReadinessTimeout); err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"time"
 
@@ -28,6 +29,8 @@ type Driver struct {
 
 	allocs        *allocTracker
 	reconcileOnce sync.Once
+	// self is the plugin binary, re-executed as the run-as shim.
+	self string
 }
 
 // New returns the driver; Nomad configures it with SetConfig.
@@ -37,7 +40,12 @@ func New(ctx context.Context, logger hclog.Logger) *Driver {
 	if err != nil {
 		panic(fmt.Sprintf("the default plugin config is invalid: %v", err))
 	}
+	self, err := os.Executable()
+	if err != nil {
+		panic(fmt.Sprintf("locating the plugin binary: %v", err))
+	}
 	return &Driver{
+		self:     self,
 		ctx:      ctx,
 		logger:   logger,
 		eventer:  eventer.NewEventer(ctx, logger),
@@ -126,7 +134,8 @@ func (d *Driver) SignalTask(taskID string, signal string) error {
 	return h.exec.Signal(sig)
 }
 
-// ExecTask runs a command beside the proxy: as the proxy user, in the group's network namespace, so that
+// ExecTask runs a command beside the proxy: as the proxy user (never root: the plugin runs as root and the
+// command comes from whoever may `nomad alloc exec`), in the group's network namespace, so that
 // `pilot-agent request GET config_dump` reaches the admin port on the loopback the proxy listens on.
 func (d *Driver) ExecTask(taskID string, cmd []string, timeout time.Duration) (*drivers.ExecTaskResult, error) {
 	if len(cmd) == 0 {
@@ -136,7 +145,8 @@ func (d *Driver) ExecTask(taskID string, cmd []string, timeout time.Duration) (*
 	if !ok {
 		return nil, drivers.ErrTaskNotFound
 	}
-	out, code, err := h.exec.Exec(time.Now().Add(timeout), cmd[0], cmd[1:])
+	argv := d.runAs(cmd)
+	out, code, err := h.exec.Exec(time.Now().Add(timeout), argv[0], argv[1:])
 	if err != nil {
 		return nil, err
 	}
@@ -155,5 +165,5 @@ func (d *Driver) ExecTaskStreamingRaw(ctx context.Context, taskID string, comman
 	if !ok {
 		return drivers.ErrTaskNotFound
 	}
-	return h.exec.ExecStreaming(ctx, command, tty, stream)
+	return h.exec.ExecStreaming(ctx, d.runAs(command), tty, stream)
 }

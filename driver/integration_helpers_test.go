@@ -113,6 +113,8 @@ func newTestDriver(t *testing.T, b proxyBinaries, mutate func(*Config)) testDriv
 	// Nothing listens here: pilot-agent keeps retrying the CA in the background and still starts Envoy.
 	c.DiscoveryAddress = "127.0.0.1:15012"
 	c.ReadinessTimeout = "60s"
+	// The stand-in's test knobs travel in the task's env, which reaches the proxy only through a passthrough.
+	c.EnvPassthrough = []string{"ISTIO_META_", "STANDIN_ENVOY_"}
 	if mutate != nil {
 		mutate(&c)
 	}

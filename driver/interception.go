@@ -60,37 +60,61 @@ func mergeSpec(fleet, task rules.Spec) rules.Spec {
 }
 
 // withHostSafety adds the host-safety ports in host mode: out of outbound capture always, and out of inbound
-// capture when every inbound port is captured (an explicit include list already leaves them out).
-func withHostSafety(spec rules.Spec, ports []string) rules.Spec {
+// capture when every inbound port is captured. An explicit inbound list may not name one: a job must not be
+// able to send the host's SSH or Nomad RPC to a proxy that may be down.
+func withHostSafety(spec rules.Spec, ports []string) (rules.Spec, error) {
 	spec.ExcludeOutboundPorts = append(slices.Clone(spec.ExcludeOutboundPorts), ports...)
 	if spec.IncludeInboundPorts == nil || slices.Equal(spec.IncludeInboundPorts, []string{"*"}) {
 		spec.ExcludeInboundPorts = append(slices.Clone(spec.ExcludeInboundPorts), ports...)
+		return spec, nil
 	}
-	return spec
+	for i, p := range spec.IncludeInboundPorts {
+		if slices.Contains(ports, p) {
+			return spec, fmt.Errorf("include_inbound_ports[%d]: %q is one of the host's own ports (host_exclude_ports), never captured in host mode", i, p)
+		}
+	}
+	return spec, nil
 }
 
 // interceptionFor decides the task's interception inputs: merged settings and what the namespace holds.
 func (d *Driver) interceptionFor(cfg *drivers.TaskConfig, tc TaskConfig) (interceptionInputs, error) {
-	return inspectNamespace(netnsOf(cfg), d.interceptionSpec(tc, isHostMode(cfg)))
+	spec, err := d.interceptionSpec(tc, isHostMode(cfg))
+	if err != nil {
+		return interceptionInputs{}, err
+	}
+	var servers []string
+	if cfg.DNS != nil {
+		servers = cfg.DNS.Servers
+	}
+	return inspectNamespace(netnsOf(cfg), spec, servers)
 }
 
 // interceptionSpec is the fleet's settings under the job's, plus the host-safety ports in host mode.
-func (d *Driver) interceptionSpec(tc TaskConfig, host bool) rules.Spec {
+func (d *Driver) interceptionSpec(tc TaskConfig, host bool) (rules.Spec, error) {
 	spec := mergeSpec(d.settings.Interception, tc.Spec)
 	if host {
-		spec = withHostSafety(spec, d.settings.HostExcludePorts)
+		return withHostSafety(spec, d.settings.HostExcludePorts)
 	}
-	return spec
+	return spec, nil
 }
 
 // inspectNamespace reads what the rules depend on in the namespace (empty: this process's own): whether it
-// has IPv6, and the resolv.conf nameservers when DNS capture needs them.
-func inspectNamespace(netns string, spec rules.Spec) (interceptionInputs, error) {
-	env, err := netfilter.DiscoverEnv(netns, dnsResolvConf(spec))
+// has IPv6, and, when DNS capture needs them, the nameservers: the group's dns block's when it has one (Nomad
+// writes those into the tasks' resolv.conf), else the host's resolv.conf.
+func inspectNamespace(netns string, spec rules.Spec, dnsServers []string) (interceptionInputs, error) {
+	conf := dnsResolvConf(spec)
+	if len(dnsServers) > 0 {
+		conf = ""
+	}
+	env, err := netfilter.DiscoverEnv(netns, conf)
 	if err != nil {
 		return interceptionInputs{}, fmt.Errorf("inspecting the network namespace: %w", err)
 	}
-	return inputs(spec, env), nil
+	in := inputs(spec, env)
+	if dnsResolvConf(spec) != "" && len(dnsServers) > 0 {
+		in.Nameservers = slices.Clone(dnsServers)
+	}
+	return in, nil
 }
 
 func dnsResolvConf(spec rules.Spec) string {

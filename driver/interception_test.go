@@ -54,14 +54,19 @@ func TestMergeSpec_TaskKeysReplaceFleetKeys(t *testing.T) {
 }
 
 func TestHostSafety_ExcludesAgentPortsBothWaysWhenInboundIsEverything(t *testing.T) {
-	got := withHostSafety(rules.Spec{ExcludeOutboundPorts: []string{"5432"}}, []string{"22", "4647"})
-	if !slices.Equal(got.ExcludeOutboundPorts, []string{"5432", "22", "4647"}) || !slices.Equal(got.ExcludeInboundPorts, []string{"22", "4647"}) {
+	got, err := withHostSafety(rules.Spec{ExcludeOutboundPorts: []string{"5432"}}, []string{"22", "4647"})
+	if err != nil || !slices.Equal(got.ExcludeOutboundPorts, []string{"5432", "22", "4647"}) || !slices.Equal(got.ExcludeInboundPorts, []string{"22", "4647"}) {
 		t.Fatalf("got %+v", got)
 	}
 	// An explicit inbound list already leaves those ports out; adding excludes to it would be an error.
-	got = withHostSafety(rules.Spec{IncludeInboundPorts: []string{"8080"}}, []string{"22"})
-	if got.ExcludeInboundPorts != nil {
-		t.Fatalf("inbound excludes added next to an include list: %+v", got)
+	got, err = withHostSafety(rules.Spec{IncludeInboundPorts: []string{"8080"}}, []string{"22"})
+	if err != nil || got.ExcludeInboundPorts != nil {
+		t.Fatalf("inbound excludes added next to an include list: %+v %v", got, err)
+	}
+	// A job may not capture the host's own ports inbound.
+	_, err = withHostSafety(rules.Spec{IncludeInboundPorts: []string{"8080", "22"}}, []string{"22"})
+	if err == nil || !strings.Contains(err.Error(), `include_inbound_ports[1]: "22"`) {
+		t.Fatalf("got %v", err)
 	}
 }
 

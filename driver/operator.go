@@ -67,10 +67,13 @@ func OperatorRuleset(body string, opts OperatorOptions) (rules.Ruleset, error) {
 	if _, err := tc.validate(d.settings); err != nil {
 		return rules.Ruleset{}, &ConfigError{err}
 	}
-	spec := d.interceptionSpec(tc, opts.Host)
+	spec, err := d.interceptionSpec(tc, opts.Host)
+	if err != nil {
+		return rules.Ruleset{}, &ConfigError{err}
+	}
 	var in interceptionInputs
 	if opts.Host || opts.NetnsPath != "" {
-		if in, err = inspectNamespace(opts.NetnsPath, spec); err != nil {
+		if in, err = inspectNamespace(opts.NetnsPath, spec, nil); err != nil {
 			return rules.Ruleset{}, err
 		}
 	} else {

@@ -62,6 +62,8 @@ var configSpec = hclspec.NewObject(map[string]*hclspec.Spec{
 	"interception_grace_period": attr("interception_grace_period", "string", str("1m")),
 	"drift_check_interval":      attr("drift_check_interval", "string", str("30s")),
 	"state_dir":                 attr("state_dir", "string", str("/run/istio-sidecar")),
+	// Prefixes of the task variables that reach pilot-agent and Envoy besides NOMAD_*; see proxy.EnvList.
+	"env_passthrough": attr("env_passthrough", "list(string)", hclspec.NewLiteral(`["ISTIO_META_"]`)),
 })
 
 // interceptionSpec: Istio's sidecar annotations (traffic.sidecar.istio.io/...) in snake case. Lists take one

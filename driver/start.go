@@ -6,11 +6,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/user"
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/hashicorp/nomad/drivers/shared/executor"
@@ -21,6 +19,7 @@ import (
 	"github.com/istio-sidecar/istio-sidecar/driver/netfilter"
 	"github.com/istio-sidecar/istio-sidecar/driver/proxy"
 	"github.com/istio-sidecar/istio-sidecar/driver/rules"
+	"github.com/istio-sidecar/istio-sidecar/driver/runas"
 )
 
 const readinessPollInterval = 200 * time.Millisecond
@@ -42,10 +41,6 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s task config: %w", PluginName, err)
 	}
-	username, err := proxyUser(d.settings.ProxyUID, d.settings.ProxyGID)
-	if err != nil {
-		return nil, nil, err
-	}
 	in, err := d.interceptionFor(cfg, tc)
 	if err != nil {
 		return nil, nil, err
@@ -64,7 +59,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 	if err != nil {
 		return nil, nil, err
 	}
-	h, err := d.launch(cfg, tc, username, env)
+	h, err := d.launch(cfg, tc, env)
 	if err != nil {
 		undo()
 		return nil, nil, err
@@ -188,7 +183,7 @@ func (d *Driver) prepare(cfg *drivers.TaskConfig, t *taskSettings, dnsCapture bo
 		// pilot-agent's DNS proxy on 15053 answers what the rules redirect there.
 		vars["ISTIO_META_DNS_CAPTURE"] = "true"
 	}
-	return proxy.EnvList(cfg.Env, vars), nil
+	return proxy.EnvList(cfg.Env, s.EnvPassthrough, vars), nil
 }
 
 // rootCert reads the mesh's root certificate: the task's own (typically written by a template into secrets/),
@@ -210,7 +205,7 @@ func (d *Driver) rootCert(taskDir, rel string) ([]byte, error) {
 }
 
 // launch starts pilot-agent under a new executor.
-func (d *Driver) launch(cfg *drivers.TaskConfig, tc TaskConfig, username string, env []string) (*taskHandle, error) {
+func (d *Driver) launch(cfg *drivers.TaskConfig, tc TaskConfig, env []string) (*taskHandle, error) {
 	s := d.settings
 	logger := d.logger.With("alloc_id", cfg.AllocID, "task", cfg.Name)
 	exec, client, err := executor.CreateExecutor(logger, d.nomadConfig, &executor.ExecutorConfig{
@@ -220,11 +215,13 @@ func (d *Driver) launch(cfg *drivers.TaskConfig, tc TaskConfig, username string,
 	if err != nil {
 		return nil, structs.NewRecoverableError(fmt.Errorf("creating the executor: %w", err), true)
 	}
+	// Started as root through the run-as shim, which drops to the proxy user with no supplementary group;
+	// the executor's own User switch would leave root's group on the proxy (Nomad 1.6.3).
+	argv := d.runAs(append([]string{s.PilotAgentPath}, proxy.Args(tc.LogLevel, s.BootstrapTemplatePath)...))
 	ps, err := exec.Launch(&executor.ExecCommand{
-		Cmd:                s.PilotAgentPath,
-		Args:               proxy.Args(tc.LogLevel, s.BootstrapTemplatePath),
+		Cmd:                argv[0],
+		Args:               argv[1:],
 		Env:                env,
-		User:               username,
 		TaskDir:            cfg.TaskDir().Dir,
 		StdoutPath:         cfg.StdoutPath,
 		StderrPath:         cfg.StderrPath,
@@ -271,17 +268,9 @@ func (d *Driver) abort(h *taskHandle) {
 	h.pluginClient.Kill()
 }
 
-// proxyUser finds the passwd entry for the proxy UID: Nomad's executor switches users by name.
-func proxyUser(uid, gid int) (string, error) {
-	u, err := user.LookupId(strconv.Itoa(uid))
-	if err != nil {
-		return "", fmt.Errorf("proxy_uid: no user with UID %d on this host (create it: useradd --system --uid %d "+
-			"--user-group --no-create-home istio-proxy): %w", uid, uid, err)
-	}
-	if u.Gid != strconv.Itoa(gid) {
-		return "", fmt.Errorf("proxy_gid: %d is not the primary group of user %s (UID %d), which is %s", gid, u.Username, uid, u.Gid)
-	}
-	return u.Username, nil
+// runAs wraps a command so that it runs as the proxy user (see driver/runas).
+func (d *Driver) runAs(cmd []string) []string {
+	return runas.Argv(d.self, d.settings.ProxyUID, d.settings.ProxyGID, cmd)
 }
 
 func inNetns(path string) string {

@@ -22,6 +22,8 @@ func pluginOptions(t *testing.T) harness.Options {
 			// Istio's packages install the template at the plugin's default path; here it sits beside the
 			// pilot-agent the suite built.
 			"bootstrap_template_path": harness.BootstrapTemplate(t),
+			// The stand-in's knobs (its connection log) travel in the sidecar task's env.
+			"env_passthrough": []string{"ISTIO_META_", "STANDIN_ENVOY_"},
 		},
 	}
 }

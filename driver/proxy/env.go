@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 )
 
 // Workload is the identity a sidecar presents to the mesh, in the vocabulary of istioctl's cluster.env.
@@ -83,12 +84,16 @@ func Environment(w Workload, m Mesh, n NomadMeta, proxyConfig string) (map[strin
 	return env, nil
 }
 
-// EnvList overlays the proxy's variables on the task's own (Nomad's NOMAD_* and the jobspec's env block) and
-// returns them in the KEY=value form the executor takes, sorted so that a restart sees the same environment.
-func EnvList(task map[string]string, proxy map[string]string) []string {
-	all := map[string]string{}
+// EnvList builds pilot-agent's environment, which Envoy inherits: Nomad's NOMAD_* variables, the task's
+// variables whose names start with one of the operator's passthrough prefixes, and the proxy's own, which win.
+// Nothing else from the jobspec reaches it: LD_PRELOAD, ISTIO_BOOTSTRAP_OVERRIDE or an empty CA_ADDR set by a
+// job would change what the proxy runs or trusts. Sorted, so that a restart sees the same environment.
+func EnvList(task map[string]string, passthrough []string, proxy map[string]string) []string {
+	all := map[string]string{"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 	for k, v := range task {
-		all[k] = v
+		if strings.HasPrefix(k, "NOMAD_") || hasAnyPrefix(k, passthrough) {
+			all[k] = v
+		}
 	}
 	for k, v := range proxy {
 		all[k] = v
@@ -103,4 +108,13 @@ func EnvList(task map[string]string, proxy map[string]string) []string {
 		out = append(out, k+"="+all[k])
 	}
 	return out
+}
+
+func hasAnyPrefix(s string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if p != "" && strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
 }

@@ -101,10 +101,15 @@ func TestEnvironment_IdentityMeshAndNomadMetadata(t *testing.T) {
 	}
 }
 
-func TestEnvList_ProxyVariablesWinAndOrderIsStable(t *testing.T) {
-	got := EnvList(map[string]string{"NOMAD_ALLOC_ID": "a", "POD_NAME": "user"}, map[string]string{"POD_NAME": "driver"})
-	if strings.Join(got, ",") != "NOMAD_ALLOC_ID=a,POD_NAME=driver" {
-		t.Fatalf("got %v", got)
+func TestEnvList_OnlyNomadPassthroughAndProxyVariables(t *testing.T) {
+	task := map[string]string{
+		"NOMAD_ALLOC_ID": "a", "POD_NAME": "user", "ISTIO_META_X": "y", "LD_PRELOAD": "/tmp/evil.so",
+		"ISTIO_BOOTSTRAP_OVERRIDE": "/tmp/b.yaml", "CA_ADDR": "evil:15012",
+	}
+	got := strings.Join(EnvList(task, []string{"ISTIO_META_"}, map[string]string{"POD_NAME": "driver"}), ",")
+	want := "ISTIO_META_X=y,NOMAD_ALLOC_ID=a,PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin,POD_NAME=driver"
+	if got != want {
+		t.Fatalf("got  %s\nwant %s", got, want)
 	}
 }
 
@@ -137,5 +142,26 @@ func TestArgs(t *testing.T) {
 	got := strings.Join(Args("debug", "/var/lib/istio/envoy/envoy_bootstrap_tmpl.json"), " ")
 	if got != "proxy sidecar --proxyLogLevel=debug --templateFile=/var/lib/istio/envoy/envoy_bootstrap_tmpl.json" {
 		t.Fatalf("got %q", got)
+	}
+}
+
+func TestLayoutDirs_ProxyOwnsItsDirectoriesAndRootOwnsTheRest(t *testing.T) {
+	dirs := Layout{UID: 1337, GID: 1337}.dirs()
+	seen := map[string]dirSpec{}
+	for i, d := range dirs {
+		for _, p := range parents(d.name) {
+			if _, ok := seen[p]; !ok {
+				t.Fatalf("%s (#%d) comes before its parent %s", d.name, i, p)
+			}
+		}
+		seen[d.name] = d
+	}
+	for name, want := range map[string]int{
+		"var/run/secrets": 1337, "var/run/secrets/istio": 1337, "etc/istio/proxy": 1337,
+		"var": 0, "var/run": 0, "etc/istio": 0, "etc/istio/pod": 0, "etc/istio/config": 0,
+	} {
+		if d, ok := seen[name]; !ok || d.uid != want {
+			t.Errorf("%s: owner %d (present %v), want %d", name, d.uid, ok, want)
+		}
 	}
 }
