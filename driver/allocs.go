@@ -143,12 +143,18 @@ func (d *Driver) reconcile() {
 		return
 	case <-time.After(d.settings.gracePeriod):
 	}
+	if err := d.sweep(""); err != nil {
+		d.logger.Error("reconciling interception rules in the host namespace", "error", err)
+	}
+}
+
+// sweep removes the rules in a namespace, and the host lock, of every allocation the driver does not hold.
+func (d *Driver) sweep(netns string) error {
 	ctx, cancel := context.WithTimeout(d.ctx, time.Minute)
 	defer cancel()
-	owners, err := netfilter.Owners(ctx, "")
+	owners, err := netfilter.Owners(ctx, netns)
 	if err != nil {
-		d.logger.Error("reconciling interception rules in the host namespace", "error", err)
-		return
+		return err
 	}
 	lockOwner, _ := d.hostLock().owner()
 	if lockOwner != "" && !slices.Contains(owners, lockOwner) {
@@ -158,8 +164,9 @@ func (d *Driver) reconcile() {
 		unlock := d.allocs.lock(allocID)
 		if !d.allocs.held(allocID) {
 			d.logger.Warn("removing interception left by an allocation this plugin does not run", "alloc_id", allocID)
-			d.release(allocID, "", true)
+			d.release(allocID, netns, true)
 		}
 		unlock()
 	}
+	return nil
 }
