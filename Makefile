@@ -16,6 +16,10 @@ ISTIO_SIDECAR_ENVOY ?= $(CURDIR)/bin/standin-envoy
 help: ## Show this list
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
+.PHONY: demo
+demo: ## The driver end to end on this machine (root): a meshed app calls a service through the sidecar
+	e2e/demo/demo.sh
+
 .PHONY: build
 build: ## Build the plugin into bin/istio-sidecar
 	go build -trimpath -ldflags "$(LDFLAGS)" -o bin/istio-sidecar ./cmd/istio-sidecar
