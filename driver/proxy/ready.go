@@ -14,11 +14,17 @@ import (
 // processes.
 var ReadyURL = localURL(HealthPort, readyPath)
 
-// WaitReady polls ReadyURL until it answers 200. It gives up when ctx ends, or at once when alive reports the
-// proxy gone, and then says what was still missing: the last answer or connection error.
-func WaitReady(ctx context.Context, client *http.Client, interval time.Duration, alive func() error) error {
-	ticker := time.NewTicker(interval)
-	defer ticker.Stop()
+// firstPoll is the first wait between readiness probes; it doubles up to the caller's maximum. The proxy is
+// usually ready within ~100 ms, and every millisecond between ready and noticing it holds the app back.
+const firstPoll = 10 * time.Millisecond
+
+// WaitReady polls ReadyURL until it answers 200, starting fast and backing off to maxInterval. It gives up
+// when ctx ends, or at once when alive reports the proxy gone, and then says what was still missing: the last
+// answer or connection error.
+func WaitReady(ctx context.Context, client *http.Client, maxInterval time.Duration, alive func() error) error {
+	interval := min(firstPoll, maxInterval)
+	timer := time.NewTimer(interval)
+	defer timer.Stop()
 	last := "no answer yet"
 	for {
 		ok, state := probe(ctx, client)
@@ -34,8 +40,10 @@ func WaitReady(ctx context.Context, client *http.Client, interval time.Duration,
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("proxy not ready: GET %s: %s", ReadyURL, last)
-		case <-ticker.C:
+		case <-timer.C:
 		}
+		interval = min(2*interval, maxInterval)
+		timer.Reset(interval)
 	}
 }
 
