@@ -14,7 +14,7 @@ ISTIO_SIDECAR_ENVOY ?= $(CURDIR)/bin/standin-envoy
 
 .PHONY: help
 help: ## Show this list
-	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 .PHONY: demo
 demo: ## The driver end to end on this machine (root): a meshed app calls a service through the sidecar
@@ -27,6 +27,14 @@ build: ## Build the plugin into bin/istio-sidecar
 .PHONY: standin
 standin: ## Build the stand-in Envoy used by the tests (never a plugin default)
 	go build -o bin/standin-envoy ./e2e/standin-envoy
+
+.PHONY: nomad
+nomad: ## Build the Nomad v1.6.3 agent from its MPL-2.0 module source into the cache (~3.5 min the first time)
+	e2e/build/nomad.sh
+
+.PHONY: pilot-agent
+pilot-agent: ## Build Istio's real pilot-agent from the pinned istio.io/istio module into the cache
+	e2e/build/pilot-agent.sh
 
 .PHONY: setup
 setup: ## Install host packages and the proxy user, build pilot-agent and Nomad v1.6.3 (cached)
