@@ -217,6 +217,19 @@ func TestStopTask_KillsTheGroupWhenEnvoyIgnoresSIGTERM(t *testing.T) {
 	}
 }
 
+// A proxy that dies before it is ready fails the start with its own last words, not just an exit code.
+func TestStartTask_ProxyDyingEarlySaysWhy(t *testing.T) {
+	t.Parallel()
+	b := integration(t)
+	b.needStandin(t, "an unknown mode makes it exit at once")
+	td := newTestDriver(t, b, nil)
+	cfg := td.newTask(t, newNetns(t), "", map[string]string{"STANDIN_ENVOY_MODE": "no-such-mode"})
+	_, _, err := td.StartTask(cfg)
+	if err == nil || !strings.Contains(err.Error(), "proxy exited before it was ready") || !strings.Contains(err.Error(), "its last log line:") {
+		t.Fatalf("got %v", err)
+	}
+}
+
 func TestWaitTask_EnvoyCrashIsAFailure(t *testing.T) {
 	t.Parallel()
 	b := integration(t)

@@ -254,7 +254,13 @@ func (d *Driver) waitReady(cfg *drivers.TaskConfig, h *taskHandle, timeout time.
 	start := time.Now()
 	client := proxy.Client(h.netnsPath, 2*time.Second)
 	if err := proxy.WaitReady(ctx, client, readinessPollInterval, h.exitErr); err != nil {
-		return fmt.Errorf("after %s: %w", time.Since(start).Round(time.Millisecond), err)
+		err = fmt.Errorf("after %s: %w", time.Since(start).Round(time.Millisecond), err)
+		if h.exitErr() != nil {
+			if line := lastLogLine(cfg); line != "" {
+				err = fmt.Errorf("%w; its last log line: %s", err, line)
+			}
+		}
+		return err
 	}
 	d.emit(cfg, "Proxy ready after %d ms", time.Since(start).Milliseconds())
 	return nil
