@@ -84,6 +84,12 @@ func (a *Agent) WaitTaskState(t testing.TB, allocID, task, state string) *api.Ta
 // TaskEvents returns the task's events as readable lines, oldest first.
 func (a *Agent) TaskEvents(t testing.TB, allocID, task string) []string {
 	t.Helper()
+	return FormatEvents(a.taskState(t, allocID, task).Events)
+}
+
+// taskState reads a task's current state, failing the test when the allocation has no such task.
+func (a *Agent) taskState(t testing.TB, allocID, task string) *api.TaskState {
+	t.Helper()
 	al, _, err := a.Client.Allocations().Info(allocID, nil)
 	if err != nil {
 		t.Fatalf("reading allocation %s: %v", allocID, err)
@@ -92,7 +98,7 @@ func (a *Agent) TaskEvents(t testing.TB, allocID, task string) []string {
 	if !found {
 		t.Fatalf("allocation %s has no task %s (tasks: %v)", allocID, task, taskNames(al))
 	}
-	return FormatEvents(s.Events)
+	return s
 }
 
 // AllocEvents returns the events of all the allocation's tasks, each line prefixed with its task name.

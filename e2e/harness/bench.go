@@ -34,15 +34,7 @@ type TimedEvent struct {
 // TimedEvents returns the task's events, oldest first.
 func (a *Agent) TimedEvents(t testing.TB, allocID, task string) []TimedEvent {
 	t.Helper()
-	al, _, err := a.Client.Allocations().Info(allocID, nil)
-	if err != nil {
-		t.Fatalf("reading allocation %s: %v", allocID, err)
-	}
-	s, found := al.TaskStates[task]
-	if !found {
-		t.Fatalf("allocation %s has no task %s (tasks: %v)", allocID, task, taskNames(al))
-	}
-	return timedEvents(s.Events)
+	return timedEvents(a.taskState(t, allocID, task).Events)
 }
 
 func timedEvents(events []*api.TaskEvent) []TimedEvent {

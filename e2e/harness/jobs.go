@@ -25,9 +25,8 @@ func JobsDir() (string, error) {
 	return filepath.Join(root, "e2e", "jobs"), nil
 }
 
-// ParseJob parses a jobspec through the agent's /v1/jobs/parse, so the job is exactly what Nomad v1.6.3 reads
-// from the file. file is relative to e2e/jobs (or absolute); vars are the jobspec's HCL2 variables.
-func (a *Agent) ParseJob(t testing.TB, file string, vars map[string]string) *api.Job {
+// jobspec reads a jobspec file, relative to e2e/jobs unless absolute.
+func jobspec(t testing.TB, file string) []byte {
 	t.Helper()
 	path := file
 	if !filepath.IsAbs(path) {
@@ -41,13 +40,21 @@ func (a *Agent) ParseJob(t testing.TB, file string, vars map[string]string) *api
 	if err != nil {
 		t.Fatalf("reading jobspec: %v", err)
 	}
+	return src
+}
+
+// ParseJob parses a jobspec through the agent's /v1/jobs/parse, so the job is exactly what Nomad v1.6.3 reads
+// from the file. file is relative to e2e/jobs (or absolute); vars are the jobspec's HCL2 variables.
+func (a *Agent) ParseJob(t testing.TB, file string, vars map[string]string) *api.Job {
+	t.Helper()
+	src := jobspec(t, file)
 	job, err := a.Client.Jobs().ParseHCLOpts(&api.JobsParseRequest{
 		JobHCL:       string(src),
 		Variables:    varFile(vars),
 		Canonicalize: true,
 	})
 	if err != nil {
-		t.Fatalf("parsing %s with variables %v: %v", path, vars, err)
+		t.Fatalf("parsing %s with variables %v: %v", file, vars, err)
 	}
 	return job
 }

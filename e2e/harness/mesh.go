@@ -48,21 +48,10 @@ func (a *Agent) ParseJobVars(t testing.TB, file, id string, vars Vars) *api.Job 
 		}
 		fmt.Fprintf(&b, "%s = %s\n", k, v)
 	}
-	path := file
-	if !filepath.IsAbs(path) {
-		dir, err := JobsDir()
-		if err != nil {
-			t.Fatalf("locating jobspecs: %v", err)
-		}
-		path = filepath.Join(dir, file)
-	}
-	src, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("reading jobspec: %v", err)
-	}
+	src := jobspec(t, file)
 	job, err := a.Client.Jobs().ParseHCLOpts(&api.JobsParseRequest{JobHCL: string(src), Variables: b.String(), Canonicalize: true})
 	if err != nil {
-		t.Fatalf("parsing %s with variables:\n%s: %v", path, b.String(), err)
+		t.Fatalf("parsing %s with variables:\n%s: %v", file, b.String(), err)
 	}
 	if id != "" {
 		job.ID, job.Name = &id, &id
