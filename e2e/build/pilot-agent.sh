@@ -19,7 +19,10 @@ if [ -x "$OUT" ] && [ -f "$TEMPLATE" ]; then
   exit 0
 fi
 mkdir -p "$(dirname "$OUT")"
+# On a fresh module cache the module has no directory until it is downloaded.
+(cd "$here" && go mod download istio.io/istio) >&2
 src=$(cd "$here" && go list -m -f '{{.Dir}}' istio.io/istio)
+[ -f "$src/VERSION" ] || { echo "pilot-agent.sh: istio.io/istio source not found (got '$src')" >&2; exit 1; }
 # Stamp the version as Istio's Makefile does (VERSION file + "-dev"), so that `pilot-agent version` and the
 # driver's fingerprint report it instead of "unknown".
 commit=${version##*-}
