@@ -4,7 +4,9 @@
 // Each family is changed by one `iptables-restore --noflush` transaction built by the rules package from what
 // iptables-save shows (see rules/payload.go). Apply is idempotent (a namespace already holding exactly the
 // ruleset is left alone), replaces a changed ruleset atomically, never names a rule that is not ours, and
-// undoes an applied family if a later one fails. Cleanup finds our rules by tag only.
+// undoes an applied family if a later one fails. Cleanup finds our rules by tag only. In TPROXY mode Apply also
+// installs Istio's policy routing (fwmark rule and local route in table 133) with the `ip` command, and
+// Cleanup removes it; routing.go says how it is identified without tags.
 package netfilter
 
 import (
@@ -25,14 +27,23 @@ type Report struct {
 	Rules    int
 	Changed  bool // false when the namespace already held exactly this ruleset
 	Duration time.Duration
+	// Routing is the family's TPROXY policy routing (see routing.go); nil when the family has none and none
+	// was removed.
+	Routing *Routing
 }
 
+// String reads e.g. "iptables: 23 rules applied (nf_tables, IPv4) in 9 ms", followed in TPROXY mode by
+// "; policy routing: fwmark 1337 → table 133 added".
 func (r Report) String() string {
 	verb := "applied"
 	if !r.Changed {
 		verb = "already in place"
 	}
-	return fmt.Sprintf("iptables: %d rules %s (%s, %s) in %d ms", r.Rules, verb, r.Backend, r.Family, r.Duration.Milliseconds())
+	s := fmt.Sprintf("iptables: %d rules %s (%s, %s) in %d ms", r.Rules, verb, r.Backend, r.Family, r.Duration.Milliseconds())
+	if r.Routing != nil {
+		s += "; " + r.Routing.String()
+	}
+	return s
 }
 
 // ErrDrift means the namespace does not hold exactly our ruleset.
@@ -63,7 +74,9 @@ func restore(ctx context.Context, nsPath string, b Backend, f rules.Family, payl
 	return nil
 }
 
-// Apply installs rs in the namespace, one transaction per family, and returns a report per family.
+// Apply installs rs in the namespace, one transaction per family, and returns a report per family. In TPROXY
+// mode it also installs the family's policy routing (routing.go) after the iptables rules; policy routing rs
+// no longer wants is removed before them. Any failure undoes every step already taken.
 func Apply(ctx context.Context, nsPath string, rs rules.Ruleset) ([]Report, error) {
 	if err := rs.Owner.Validate(); err != nil {
 		return nil, err
@@ -72,19 +85,40 @@ func Apply(ctx context.Context, nsPath string, rs rules.Ruleset) ([]Report, erro
 	if err != nil {
 		return nil, err
 	}
+	removed, undo, err := dropStaleRouting(ctx, nsPath, b, rs)
+	rollback := func(err error) error {
+		for i := len(undo) - 1; i >= 0; i-- {
+			if uerr := undo[i](); uerr != nil {
+				err = errors.Join(err, fmt.Errorf("undo: %w", uerr))
+			}
+		}
+		return err
+	}
+	if err != nil {
+		return nil, rollback(err)
+	}
 	var reports []Report
-	var undo []func() error
 	for _, fr := range rs.Families {
 		rep, revert, err := applyFamily(ctx, nsPath, b, rs, fr.Family)
 		if err != nil {
-			for i := len(undo) - 1; i >= 0; i-- {
-				if uerr := undo[i](); uerr != nil {
-					err = errors.Join(err, fmt.Errorf("undo: %w", uerr))
-				}
-			}
-			return nil, err
+			return nil, rollback(err)
+		}
+		if m, ok := removed[fr.Family]; ok {
+			rep.Routing = &Routing{Mark: m, Table: TProxyRouteTable, Removed: true}
 		}
 		reports = append(reports, rep)
+		undo = append(undo, revert)
+	}
+	for i, fr := range rs.Families {
+		mark, ok := wantedMark(rs, fr.Family)
+		if !ok {
+			continue
+		}
+		added, revert, err := addRouting(ctx, nsPath, fr.Family, mark)
+		if err != nil {
+			return nil, rollback(err)
+		}
+		reports[i].Routing = &Routing{Mark: mark, Table: TProxyRouteTable, Changed: added}
 		undo = append(undo, revert)
 	}
 	return reports, dropStaleFamilies(ctx, nsPath, b, rs)
@@ -114,7 +148,7 @@ func applyFamily(ctx context.Context, nsPath string, b Backend, rs rules.Ruleset
 	fr, _ := rs.Family(f)
 	rep := Report{Backend: b.Name, Version: b.Version, Family: f, Rules: fr.RuleCount()}
 	noop := func() error { return nil }
-	var before familyState
+	var before, first familyState
 	var err error
 	// A rule deleted by someone between our save and our restore makes -D fail and aborts the transaction
 	// untouched; one fresh read and retry covers that race.
@@ -122,6 +156,9 @@ func applyFamily(ctx context.Context, nsPath string, b Backend, rs rules.Ruleset
 		before, err = readState(ctx, nsPath, b, f, rs.Owner)
 		if err != nil {
 			return rep, noop, err
+		}
+		if attempt == 0 {
+			first = before
 		}
 		if err = before.saved.CheckOwner(rs.Owner); err != nil {
 			return rep, noop, fmt.Errorf("%s: %w", f, err)
@@ -134,20 +171,25 @@ func applyFamily(ctx context.Context, nsPath string, b Backend, rs rules.Ruleset
 			break
 		}
 	}
-	if err != nil {
-		return rep, noop, err
-	}
-	rep.Changed, rep.Duration = true, time.Since(start)
+	// iptables-restore commits table by table (each COMMIT line, in both backends): a failure in the nat part
+	// of a payload leaves its mangle part applied. Going back to the state first read undoes that.
 	revert := func() error {
 		now, err := readState(ctx, nsPath, b, f, rs.Owner)
 		if err != nil {
 			return err
 		}
-		if p := rules.RevertPayload(now.present, before.present); p != "" {
+		if p := rules.RevertPayload(now.present, first.present); p != "" {
 			return restore(ctx, nsPath, b, f, p)
 		}
 		return nil
 	}
+	if err != nil {
+		if uerr := revert(); uerr != nil {
+			err = errors.Join(err, fmt.Errorf("undo: %w", uerr))
+		}
+		return rep, noop, err
+	}
+	rep.Changed, rep.Duration = true, time.Since(start)
 	return rep, revert, nil
 }
 
@@ -171,6 +213,15 @@ func Verify(ctx context.Context, nsPath string, rs rules.Ruleset) error {
 		if d := rs.Diff(fr.Family, st.present); len(d) > 0 {
 			return fmt.Errorf("%w (%s backend): %s", ErrDrift, b.Name, strings.Join(d, "; "))
 		}
+		if mark, ok := wantedMark(rs, fr.Family); ok {
+			missing, err := checkRouting(ctx, nsPath, fr.Family, mark)
+			if err != nil {
+				return err
+			}
+			if missing != "" {
+				return fmt.Errorf("%w: %s", ErrDrift, missing)
+			}
+		}
 	}
 	return nil
 }
@@ -183,7 +234,8 @@ type CleanupResult struct {
 }
 
 // Cleanup removes every rule tagged with allocID, and the chains only those rules filled, from both backends
-// and both families, one transaction per backend and family. It never recomputes the config.
+// and both families, one transaction per backend and family. It never recomputes the config. The TPROXY
+// policy routing whose mark those rules name goes first (routing.go explains why in that order).
 func Cleanup(ctx context.Context, nsPath, allocID string) (CleanupResult, error) {
 	owner := rules.Owner{AllocID: allocID}
 	if err := owner.Validate(); err != nil {
@@ -191,6 +243,11 @@ func Cleanup(ctx context.Context, nsPath, allocID string) (CleanupResult, error)
 	}
 	var res CleanupResult
 	err := forEachState(ctx, nsPath, owner, func(b Backend, f rules.Family, st familyState) error {
+		if marks := presentMarks(st.present); len(marks) > 0 && haveIP() {
+			if _, _, err := removeRouting(ctx, nsPath, f, marks); err != nil {
+				return err
+			}
+		}
 		p := rules.CleanupPayload(st.present)
 		if p == "" {
 			return nil

@@ -44,6 +44,7 @@ type proxy struct {
 	stats       *statStore
 	events      *eventLog
 	transparent []transparentListener
+	tproxy      bool // ISTIO_META_INTERCEPTION_MODE=TPROXY: the inbound listener is transparent
 	state       atomic.Int32
 	started     time.Time
 	quit        chan struct{}
@@ -107,7 +108,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "standin-envoy:", err)
 		return 1
 	}
-	p := &proxy{opts: opts, beh: beh, boot: boot, stats: newStatStore(), events: events,
+	tproxy, err := interceptionFromEnv(os.Getenv)
+	if err != nil {
+		fmt.Fprintln(stderr, "standin-envoy:", err)
+		return 1
+	}
+	p := &proxy{opts: opts, beh: beh, boot: boot, stats: newStatStore(), events: events, tproxy: tproxy,
 		started: time.Now(), quit: make(chan struct{}, 1)}
 	return p.serve(sigs)
 }
@@ -124,7 +130,7 @@ func (p *proxy) serve(sigs <-chan os.Signal) int {
 		p.events.event("fatal", map[string]any{"error": err.Error()})
 		return 1
 	}
-	p.events.event("started", map[string]any{"mode": p.beh.mode, "admin": p.boot.admin.String(),
+	p.events.event("started", map[string]any{"mode": p.beh.mode, "tproxy": p.tproxy, "admin": p.boot.admin.String(),
 		"version": versionString(), "unknown_args": p.opts.unknown, "skipped_listeners": p.boot.skipped})
 
 	var crash <-chan time.Time

@@ -58,3 +58,24 @@ func socketOwner(local, remote netip.AddrPort) int {
 	}
 	return -1
 }
+
+// transparentControl sets IP_TRANSPARENT (IPV6_TRANSPARENT on a tcp6 socket) before bind, so that the socket
+// accepts connections TPROXY hands it for addresses that are not local. It needs CAP_NET_ADMIN (the kernel
+// also accepts CAP_NET_RAW).
+func transparentControl(network, _ string, c syscall.RawConn) error {
+	level, opt, name := syscall.SOL_IP, syscall.IP_TRANSPARENT, "IP_TRANSPARENT"
+	if network == "tcp6" {
+		level, opt, name = syscall.SOL_IPV6, ipv6Transparent, "IPV6_TRANSPARENT"
+	}
+	var serr error
+	if err := c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), level, opt, 1) }); err != nil {
+		return err
+	}
+	if serr != nil {
+		return &transparentError{opt: name, err: serr}
+	}
+	return nil
+}
+
+// ipv6Transparent is IPV6_TRANSPARENT (linux/in6.h); the syscall package does not name it.
+const ipv6Transparent = 75

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"syscall"
 )
 
 // The stand-in's transparent listeners need Linux's conntrack; elsewhere every connection is treated as
@@ -15,3 +16,7 @@ func originalDst(*net.TCPConn) (netip.AddrPort, error) {
 }
 
 func socketOwner(netip.AddrPort, netip.AddrPort) int { return -1 }
+
+func transparentControl(string, string, syscall.RawConn) error {
+	return &transparentError{opt: "IP_TRANSPARENT", err: errors.ErrUnsupported}
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -34,14 +35,26 @@ const upstreamConnectTimeout = 10 * time.Second
 // serveTransparent listens on all IPv4 addresses and, where the namespace has IPv6, all IPv6 addresses.
 // Two sockets rather than one dual-stack socket keep SO_ORIGINAL_DST simple: a v4 socket is asked at SOL_IP,
 // a v6 one at SOL_IPV6, never a v4-mapped mix.
+//
+// In TPROXY mode the inbound sockets are transparent (IP_TRANSPARENT, IPV6_TRANSPARENT) before bind; failing
+// to make one so is fatal, with the reason, since inbound capture could not work.
 func (p *proxy) serveTransparent(t transparentListener) error {
-	ln4, err := net.Listen("tcp4", fmt.Sprintf("0.0.0.0:%d", t.port))
+	var lc net.ListenConfig
+	if t.transparentSocket(p.tproxy) {
+		lc.Control = transparentControl
+	}
+	ctx := context.Background()
+	ln4, err := lc.Listen(ctx, "tcp4", fmt.Sprintf("0.0.0.0:%d", t.port))
 	if err != nil {
 		return fmt.Errorf("%s listener: %w", t.name, err)
 	}
 	lns := []net.Listener{ln4}
-	if ln6, err := net.Listen("tcp6", fmt.Sprintf("[::]:%d", t.port)); err == nil {
+	var terr *transparentError
+	if ln6, err := lc.Listen(ctx, "tcp6", fmt.Sprintf("[::]:%d", t.port)); err == nil {
 		lns = append(lns, ln6)
+	} else if errors.As(err, &terr) {
+		_ = ln4.Close()
+		return fmt.Errorf("%s listener: %w", t.name, err)
 	} else {
 		p.events.event("ipv6_unavailable", map[string]any{"listener": t.name, "error": err.Error()})
 	}
@@ -77,10 +90,9 @@ func (p *proxy) handleTransparent(t transparentListener, c *net.TCPConn) {
 
 	src := addrPort(c.RemoteAddr())
 	rec := connRecord{Listener: t.name, Port: t.port, Src: src.String(), Dst: local.String(), UID: os.Getuid(), SrcUID: -1}
-	orig, err := originalDst(c)
-	// A connection made straight to the listener has no NAT entry, or one whose original destination is the
-	// listener itself; forwarding it would loop back to us.
-	if err != nil || orig == local || (orig.Port() == t.port && orig.Addr().IsLoopback()) {
+	transparent := t.transparentSocket(p.tproxy)
+	orig, err := originalDestination(transparent, c)
+	if err != nil || directToListener(transparent, t, local, orig) {
 		rec.Outcome = "no_original_dst"
 		if err != nil {
 			rec.Error = err.Error()
