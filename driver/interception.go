@@ -92,10 +92,26 @@ func (d *Driver) interceptionFor(cfg *drivers.TaskConfig, tc TaskConfig) (interc
 // interceptionSpec is the fleet's settings under the job's, plus the host-safety ports in host mode.
 func (d *Driver) interceptionSpec(tc TaskConfig, host bool) (rules.Spec, error) {
 	spec := mergeSpec(d.settings.Interception, tc.Spec)
-	if host {
-		return withHostSafety(spec, d.settings.HostExcludePorts)
+	if !host {
+		return spec, nil
 	}
-	return spec, nil
+	if isTProxy(spec) {
+		// TPROXY's Envoy holds CAP_NET_ADMIN; in a group namespace that reaches the allocation's own network
+		// only, in host mode it would reach the host's firewall and routes.
+		return spec, fmt.Errorf("interception_mode: %q is for bridge and CNI networking only; host mode uses \"REDIRECT\"", spec.InterceptionMode)
+	}
+	return withHostSafety(spec, d.settings.HostExcludePorts)
+}
+
+func isTProxy(spec rules.Spec) bool { return spec.InterceptionMode == string(rules.ModeTProxy) }
+
+// proxyCaps are the capabilities the proxy keeps: TPROXY's inbound listener sets IP_TRANSPARENT, which needs
+// CAP_NET_ADMIN (Istio runs Envoy as root for it; here it stays the proxy user with that one capability).
+func proxyCaps(spec rules.Spec) []string {
+	if isTProxy(spec) {
+		return []string{"net_admin"}
+	}
+	return nil
 }
 
 // inspectNamespace reads what the rules depend on in the namespace (empty: this process's own): whether it
@@ -145,11 +161,6 @@ func (d *Driver) ruleset(allocID string, in interceptionInputs) (rules.Ruleset, 
 	cfg, err := rules.Parse(in.Spec, d.ruleDefaults(), env)
 	if err != nil {
 		return rules.Ruleset{}, err
-	}
-	if cfg.Mode == rules.ModeTProxy {
-		// The rules exist and are golden-tested, but TPROXY also needs policy routing and an Envoy with
-		// CAP_NET_ADMIN; until the driver sets both up, accepting it would install rules that drop traffic.
-		return rules.Ruleset{}, fmt.Errorf("interception_mode: %q is not supported by this driver yet; use \"REDIRECT\"", in.Spec.InterceptionMode)
 	}
 	return rules.Build(cfg, rules.Owner{AllocID: allocID})
 }

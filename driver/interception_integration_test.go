@@ -194,3 +194,49 @@ func TestInterception_DriftIsRestored(t *testing.T) {
 		return ourRules(saveIn(t, netns), cfg.AllocID) == want && ev.has("iptables: interception rules had drifted and were restored")
 	})
 }
+
+// TPROXY in a group namespace: the proxy user keeps CAP_NET_ADMIN (the stand-in exits without it when it sets
+// IP_TRANSPARENT), the policy routing goes in with the rules and out with the stop.
+func TestInterception_TProxyInAGroupNamespace(t *testing.T) {
+	t.Parallel()
+	b := integration(t)
+	b.needStandin(t, "the transparent listener's log")
+	td := newTestDriver(t, b, nil)
+	ev := td.events(t)
+	netns := newNetns(t)
+	cfg := td.newTask(t, netns, `
+interception_mode = "TPROXY"
+drain_duration    = "1s"
+`, nil)
+	if _, _, err := td.StartTask(cfg); err != nil {
+		t.Fatalf("StartTask: %v\n%s", err, taskLogs(cfg))
+	}
+	waitFor(t, 5*time.Second, "the routing event", func() bool { return ev.contains("policy routing: fwmark 1337 → table 133 added") })
+	if rules := ipIn(t, netns, "rule", "show"); !strings.Contains(rules, "fwmark 0x539 lookup 133") {
+		t.Fatalf("no fwmark rule:\n%s", rules)
+	}
+	for _, pid := range procsIn(cfg.TaskDir().Dir) {
+		if amb := procField(pid, "CapAmb:"); amb != "0000000000001000" {
+			t.Errorf("%s (pid %d) has ambient capabilities %s, want CAP_NET_ADMIN only", procExe(pid), pid, amb)
+		}
+	}
+	if err := td.StopTask(cfg.ID, 10*time.Second, ""); err != nil {
+		t.Fatal(err)
+	}
+	waitResult(t, td, cfg.ID)
+	if rules := ipIn(t, netns, "rule", "show"); strings.Contains(rules, "lookup 133") {
+		t.Fatalf("routing left after the stop:\n%s", rules)
+	}
+	if save := saveIn(t, netns); strings.Contains(save, "ISTIO_") {
+		t.Fatalf("rules left after the stop:\n%s", save)
+	}
+}
+
+func ipIn(t *testing.T, netns string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("ip", append([]string{"-n", filepath.Base(netns)}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip %v: %v: %s", args, err, out)
+	}
+	return string(out)
+}

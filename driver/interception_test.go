@@ -79,12 +79,28 @@ func TestRuleset_BadInterceptionFieldNamesKeyAndValue(t *testing.T) {
 		{rules.Spec{ExcludeOutboundIPRanges: []string{"10.0.0.0/33"}}, `exclude_outbound_ip_ranges[0]`},
 		{rules.Spec{IncludeInboundPorts: []string{"http"}}, `include_inbound_ports[0]`},
 		{rules.Spec{ExcludeInterfaces: []string{"eth0; iptables -F"}}, `exclude_interfaces[0]`},
-		{rules.Spec{InterceptionMode: "TPROXY"}, `interception_mode: "TPROXY" is not supported`},
+		{rules.Spec{InterceptionMode: "tproxy"}, `interception_mode: "tproxy"`},
 	} {
 		_, err := d.ruleset("5f0c7a0e-1d2b-4c3a-8e9f-0a1b2c3d4e5f", interceptionInputs{Spec: tc.spec})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: got %v, want %q", tc.spec, err, tc.want)
 		}
+	}
+}
+
+// TPROXY's proxy keeps CAP_NET_ADMIN, which in host mode would reach the host's own firewall.
+func TestInterceptionSpec_TProxyIsForGroupModeOnly(t *testing.T) {
+	d := New(t.Context(), testLogger(t))
+	tc := TaskConfig{Spec: rules.Spec{InterceptionMode: "TPROXY"}}
+	if _, err := d.interceptionSpec(tc, true); err == nil || !strings.Contains(err.Error(), `interception_mode: "TPROXY" is for bridge and CNI networking only`) {
+		t.Fatalf("host mode: got %v", err)
+	}
+	spec, err := d.interceptionSpec(tc, false)
+	if err != nil || strings.Join(proxyCaps(spec), ",") != "net_admin" {
+		t.Fatalf("group mode: %v %v", proxyCaps(spec), err)
+	}
+	if caps := proxyCaps(rules.Spec{}); caps != nil {
+		t.Fatalf("REDIRECT keeps no capability, got %v", caps)
 	}
 }
 

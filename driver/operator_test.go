@@ -63,7 +63,7 @@ func TestOperatorRulesetErrors(t *testing.T) {
 		{"non-interception field", `log_level = "loud"`, OperatorOptions{AllocID: "a"}, `log_level: "loud"`},
 		{"unknown key", `no_such_key = 1`, OperatorOptions{AllocID: "a"}, `no_such_key`},
 		{"HCL syntax", `dns_capture = `, OperatorOptions{AllocID: "a"}, `parsing the config block`},
-		{"TPROXY refused as StartTask refuses it", `interception_mode = "TPROXY"`, OperatorOptions{AllocID: "a"}, `interception_mode: "TPROXY"`},
+		{"TPROXY refused in host mode as StartTask refuses it", `interception_mode = "TPROXY"`, OperatorOptions{AllocID: "a", Host: true}, `interception_mode: "TPROXY" is for bridge and CNI networking only`},
 		{"bad alloc ID", ``, OperatorOptions{AllocID: "a b"}, `invalid alloc ID "a b"`},
 		{"host and netns", ``, OperatorOptions{AllocID: "a", Host: true, NetnsPath: "/var/run/netns/x"}, `exclusive`},
 	}

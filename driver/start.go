@@ -49,7 +49,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s task config: %w", PluginName, err)
 	}
-	env, err := d.prepare(cfg, t, in.Spec.DNSCapture)
+	env, err := d.prepare(cfg, t, in.Spec)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -59,7 +59,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 	if err != nil {
 		return nil, nil, err
 	}
-	h, err := d.launch(cfg, tc, env)
+	h, err := d.launch(cfg, tc, env, proxyCaps(in.Spec))
 	if err != nil {
 		undo()
 		return nil, nil, err
@@ -154,7 +154,7 @@ func (d *Driver) track(h *taskHandle) {
 }
 
 // prepare checks the proxy's secrets and lays out its working tree, returning its environment.
-func (d *Driver) prepare(cfg *drivers.TaskConfig, t *taskSettings, dnsCapture bool) ([]string, error) {
+func (d *Driver) prepare(cfg *drivers.TaskConfig, t *taskSettings, spec rules.Spec) ([]string, error) {
 	s := d.settings
 	taskDir := cfg.TaskDir().Dir
 	rootCert, err := d.rootCert(taskDir, t.RootCertPath)
@@ -175,11 +175,15 @@ func (d *Driver) prepare(cfg *drivers.TaskConfig, t *taskSettings, dnsCapture bo
 	if err := layout.Prepare(); err != nil {
 		return nil, fmt.Errorf("laying out pilot-agent's working tree: %w", err)
 	}
-	vars, err := proxyEnvironment(cfg, s, t)
+	mode := rules.ModeRedirect
+	if isTProxy(spec) {
+		mode = rules.ModeTProxy
+	}
+	vars, err := proxyEnvironment(cfg, s, t, mode)
 	if err != nil {
 		return nil, err
 	}
-	if dnsCapture {
+	if spec.DNSCapture {
 		// pilot-agent's DNS proxy on 15053 answers what the rules redirect there.
 		vars["ISTIO_META_DNS_CAPTURE"] = "true"
 	}
@@ -205,7 +209,7 @@ func (d *Driver) rootCert(taskDir, rel string) ([]byte, error) {
 }
 
 // launch starts pilot-agent under a new executor.
-func (d *Driver) launch(cfg *drivers.TaskConfig, tc TaskConfig, env []string) (*taskHandle, error) {
+func (d *Driver) launch(cfg *drivers.TaskConfig, tc TaskConfig, env []string, caps []string) (*taskHandle, error) {
 	s := d.settings
 	logger := d.logger.With("alloc_id", cfg.AllocID, "task", cfg.Name)
 	exec, client, err := executor.CreateExecutor(logger, d.nomadConfig, &executor.ExecutorConfig{
@@ -217,7 +221,7 @@ func (d *Driver) launch(cfg *drivers.TaskConfig, tc TaskConfig, env []string) (*
 	}
 	// Started as root through the run-as shim, which drops to the proxy user with no supplementary group;
 	// the executor's own User switch would leave root's group on the proxy (Nomad 1.6.3).
-	argv := d.runAs(append([]string{s.PilotAgentPath}, proxy.Args(tc.LogLevel, s.BootstrapTemplatePath)...))
+	argv := runas.Argv(d.self, s.ProxyUID, s.ProxyGID, caps, append([]string{s.PilotAgentPath}, proxy.Args(tc.LogLevel, s.BootstrapTemplatePath)...))
 	ps, err := exec.Launch(&executor.ExecCommand{
 		Cmd:                argv[0],
 		Args:               argv[1:],
@@ -276,7 +280,7 @@ func (d *Driver) abort(h *taskHandle) {
 
 // runAs wraps a command so that it runs as the proxy user (see driver/runas).
 func (d *Driver) runAs(cmd []string) []string {
-	return runas.Argv(d.self, d.settings.ProxyUID, d.settings.ProxyGID, cmd)
+	return runas.Argv(d.self, d.settings.ProxyUID, d.settings.ProxyGID, nil, cmd)
 }
 
 func inNetns(path string) string {

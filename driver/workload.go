@@ -7,10 +7,11 @@ import (
 	"github.com/hashicorp/nomad/plugins/drivers"
 
 	"github.com/istio-sidecar/istio-sidecar/driver/proxy"
+	"github.com/istio-sidecar/istio-sidecar/driver/rules"
 )
 
 // proxyEnvironment maps the allocation and the two config blocks onto pilot-agent's environment.
-func proxyEnvironment(cfg *drivers.TaskConfig, s *settings, t *taskSettings) (map[string]string, error) {
+func proxyEnvironment(cfg *drivers.TaskConfig, s *settings, t *taskSettings, mode rules.Mode) (map[string]string, error) {
 	discovery := s.DiscoveryAddress
 	if t.DiscoveryAddress != "" {
 		discovery = t.DiscoveryAddress
@@ -61,7 +62,7 @@ func proxyEnvironment(cfg *drivers.TaskConfig, s *settings, t *taskSettings) (ma
 		CanonicalRevision: t.CanonicalRevision,
 		Labels:            map[string]string(t.Labels),
 		InstanceIP:        instanceIP(cfg, t),
-		InterceptionMode:  "REDIRECT",
+		InterceptionMode:  string(mode),
 	}, proxy.Mesh{
 		TrustDomain: s.TrustDomain,
 		CAAddress:   ca,

@@ -6,6 +6,8 @@ import (
 
 	"github.com/hashicorp/nomad/plugins/drivers"
 	"gopkg.in/yaml.v3"
+
+	"github.com/istio-sidecar/istio-sidecar/driver/rules"
 )
 
 func TestProxyEnvironment_FromConfigAndAllocation(t *testing.T) {
@@ -31,19 +33,20 @@ drain_duration    = "20s"
 		AllocDir:         "/var/nomad/alloc/4f1c",
 		NetworkIsolation: &drivers.NetworkIsolationSpec{Path: "/var/run/netns/4f1c", HostsConfig: &drivers.HostsConfig{Address: "172.26.64.7"}},
 	}
-	env, err := proxyEnvironment(cfg, s, ts)
+	env, err := proxyEnvironment(cfg, s, ts, rules.ModeRedirect)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for k, v := range map[string]string{
-		"POD_NAME":                    "payments-api-web-4f1c2d3e",
-		"POD_NAMESPACE":               "prod",
-		"SERVICE_ACCOUNT":             "default",
-		"CANONICAL_SERVICE":           "payments-api",
-		"INSTANCE_IP":                 "172.26.64.7",
-		"CA_ADDR":                     "ca.example.org:15012",
-		"ISTIO_META_NOMAD_DATACENTER": "dc1",
-		"ISTIO_META_NOMAD_GROUP":      "web",
+		"POD_NAME":                     "payments-api-web-4f1c2d3e",
+		"POD_NAMESPACE":                "prod",
+		"SERVICE_ACCOUNT":              "default",
+		"CANONICAL_SERVICE":            "payments-api",
+		"INSTANCE_IP":                  "172.26.64.7",
+		"CA_ADDR":                      "ca.example.org:15012",
+		"ISTIO_META_NOMAD_DATACENTER":  "dc1",
+		"ISTIO_META_NOMAD_GROUP":       "web",
+		"ISTIO_META_INTERCEPTION_MODE": "REDIRECT",
 	} {
 		if env[k] != v {
 			t.Errorf("%s = %q, want %q", k, env[k], v)
