@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/hashicorp/nomad/helper/uuid"
 )
 
 // saveIn is the namespace's nat and raw tables, as an operator would read them.
@@ -239,4 +240,94 @@ func ipIn(t *testing.T, netns string, args ...string) string {
 		t.Fatalf("ip %v: %v: %s", args, err, out)
 	}
 	return string(out)
+}
+
+// newPeeredNetns creates the group's namespace and a peer namespace joined by a veth pair, as another host
+// of the mesh would reach the group: group 10.214.1.2, peer 10.214.1.3.
+func newPeeredNetns(t *testing.T) (group, peer string) {
+	t.Helper()
+	id := uuid.Generate()[:8]
+	g, p := "isc-grp-"+id, "isc-peer-"+id
+	run := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	for _, ns := range []string{g, p} {
+		run("netns", "add", ns)
+		t.Cleanup(func() { _ = exec.Command("ip", "netns", "delete", ns).Run() })
+		run("-n", ns, "link", "set", "lo", "up")
+	}
+	run("-n", g, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", p)
+	run("-n", g, "addr", "add", "10.214.1.2/24", "dev", "eth0")
+	run("-n", p, "addr", "add", "10.214.1.3/24", "dev", "eth0")
+	run("-n", g, "link", "set", "eth0", "up")
+	run("-n", p, "link", "set", "eth0", "up")
+	return "/var/run/netns/" + g, "/var/run/netns/" + p
+}
+
+// listenIn opens a TCP listener inside the namespace (the socket keeps it) and reports each client's address.
+func listenIn(t *testing.T, netns, addr string) <-chan string {
+	t.Helper()
+	h, err := ns.GetNS(netns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	var ln net.Listener
+	if err := h.Do(func(ns.NetNS) error {
+		var lerr error
+		ln, lerr = net.Listen("tcp", addr)
+		return lerr
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	clients := make(chan string, 16)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			clients <- c.RemoteAddr().String()
+			c.Close()
+		}
+	}()
+	return clients
+}
+
+// Inbound: a peer's connection to the app's port lands on Envoy's 15006 and reaches the app from 127.0.0.6,
+// Envoy's inbound passthrough address, which Istio's rules let through without capturing it again.
+func TestInterception_InboundReachesTheAppThroughTheProxy(t *testing.T) {
+	t.Parallel()
+	b := integration(t)
+	b.needStandin(t, "connection log")
+	td := newTestDriver(t, b, nil)
+	group, peer := newPeeredNetns(t)
+	cfg := td.newTask(t, group, `drain_duration = "1s"`, nil)
+	connLog := proxyWritableFile(t, cfg.TaskDir().LocalDir, "connections.jsonl")
+	cfg.Env["STANDIN_ENVOY_CONNECTION_LOG"] = connLog
+	app := listenIn(t, group, "10.214.1.2:8080")
+	if _, _, err := td.StartTask(cfg); err != nil {
+		t.Fatalf("StartTask: %v\n%s", err, taskLogs(cfg))
+	}
+	t.Cleanup(func() { _ = td.StopTask(cfg.ID, 5*time.Second, "") })
+
+	if err := dialFrom(t, peer, "10.214.1.2:8080"); err != nil {
+		t.Fatalf("peer to app: %v", err)
+	}
+	select {
+	case from := <-app:
+		if !strings.HasPrefix(from, "127.0.0.6:") {
+			t.Fatalf("the app saw the connection from %s, want Envoy's 127.0.0.6 (it bypassed the proxy)", from)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the app never saw the connection")
+	}
+	waitFor(t, 5*time.Second, "the inbound connection in the proxy's log", func() bool {
+		data, _ := os.ReadFile(connLog)
+		return strings.Contains(string(data), `"listener":"inbound"`) && strings.Contains(string(data), `"original_dst":"10.214.1.2:8080"`)
+	})
 }

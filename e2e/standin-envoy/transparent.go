@@ -102,7 +102,7 @@ func (p *proxy) handleTransparent(t transparentListener, c *net.TCPConn) {
 	}
 	rec.OriginalDst = orig.String()
 	rec.SrcUID = socketOwner(src, orig)
-	up, err := net.DialTimeout("tcp", orig.String(), upstreamConnectTimeout)
+	up, err := upstreamDialer(t, orig).Dial("tcp", orig.String())
 	if err != nil {
 		rec.Outcome, rec.Error = "dial_failed", err.Error()
 		p.events.connection(rec)
@@ -112,6 +112,22 @@ func (p *proxy) handleTransparent(t transparentListener, c *net.TCPConn) {
 	rec.Outcome = "forwarded"
 	p.events.connection(rec)
 	splice(c, up.(*net.TCPConn))
+}
+
+// inboundPassthroughSource is the address Envoy binds its inbound passthrough connections to (Istio's
+// InboundPassthroughBindIpv4): Istio's rules let traffic from it on loopback go straight to the app
+// (`-A ISTIO_OUTPUT -s 127.0.0.6/32 -o lo -j RETURN`); without it, the proxy user's connection to the app's own
+// address would be captured again into 15006.
+var inboundPassthroughSource = netip.MustParseAddr("127.0.0.6")
+
+// upstreamDialer dials the original destination as Envoy's passthrough clusters do: inbound IPv4 connections
+// from 127.0.0.6, everything else from whatever the kernel picks.
+func upstreamDialer(t transparentListener, orig netip.AddrPort) *net.Dialer {
+	d := &net.Dialer{Timeout: upstreamConnectTimeout}
+	if t.inbound && orig.Addr().Is4() {
+		d.LocalAddr = &net.TCPAddr{IP: inboundPassthroughSource.AsSlice()}
+	}
+	return d
 }
 
 // splice copies both ways (io.Copy uses splice(2) between TCP sockets) and passes half-closes on, so a
