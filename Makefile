@@ -4,7 +4,10 @@ SHELL := /usr/bin/env bash
 .DEFAULT_GOAL := help
 
 export ISTIO_SIDECAR_CACHE ?= /var/cache/istio-sidecar
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# Nomad refuses a plugin whose version is not semver: a release tag (v0.1.0 → 0.1.0), else a dev version with
+# the commit as build metadata.
+VERSION ?= $(shell git describe --tags --exact-match --match 'v[0-9]*' 2>/dev/null | sed 's/^v//' | grep . || \
+	echo "0.1.0-dev+$$(git rev-parse --short HEAD 2>/dev/null || echo unknown)")
 LDFLAGS := -X github.com/istio-sidecar/istio-sidecar/driver.Version=$(VERSION)
 
 # The real pilot-agent (built from the pinned istio.io/istio module) and, unless ISTIO_SIDECAR_ENVOY points at a

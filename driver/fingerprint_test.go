@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hashicorp/go-version"
 	"github.com/hashicorp/nomad/plugins/drivers"
 )
 
@@ -156,5 +157,12 @@ func TestParseIptablesVersion(t *testing.T) {
 	}
 	if _, _, err := parseIptablesVersion("ip6tables-restore"); err == nil {
 		t.Error("garbage must not parse")
+	}
+}
+
+// Nomad refuses to load a plugin whose PluginVersion is not semver; the Makefile stamps one, this is the default.
+func TestVersion_IsSemver(t *testing.T) {
+	if _, err := version.NewSemver(pluginInfo.PluginVersion); err != nil {
+		t.Fatalf("PluginVersion %q: %v", pluginInfo.PluginVersion, err)
 	}
 }
