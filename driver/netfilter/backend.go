@@ -53,7 +53,22 @@ func (b Backend) restoreArgv(f rules.Family) []string {
 
 var versionPattern = regexp.MustCompile(`v[0-9]+\.[0-9]+(\.[0-9]+)?`)
 
+// probed remembers the backends found: every Cleanup looks in both, and probing runs a process each time.
+// Only a success is remembered, so a backend installed while the plugin runs is found at its next probe.
+var probed sync.Map // BackendName → Backend
+
 func probeBackend(ctx context.Context, name BackendName) (Backend, bool) {
+	if b, ok := probed.Load(name); ok {
+		return b.(Backend), true
+	}
+	b, ok := probeBackendUncached(ctx, name)
+	if ok {
+		probed.Store(name, b)
+	}
+	return b, ok
+}
+
+func probeBackendUncached(ctx context.Context, name BackendName) (Backend, bool) {
 	prefix := "iptables-nft"
 	if name == Legacy {
 		prefix = "iptables-legacy"

@@ -85,7 +85,17 @@ func Apply(ctx context.Context, nsPath string, rs rules.Ruleset) ([]Report, erro
 	if err != nil {
 		return nil, err
 	}
-	removed, undo, err := dropStaleRouting(ctx, nsPath, b, rs)
+	// One read per family serves the stale-routing check, the first attempt of each family and the
+	// stale-family sweep: every extra iptables-save or ip process is paid on every start.
+	states := map[rules.Family]familyState{}
+	for _, f := range []rules.Family{rules.IPv4, rules.IPv6} {
+		if st, err := readState(ctx, nsPath, b, f, rs.Owner); err == nil {
+			states[f] = st
+		} else if _, wanted := rs.Family(f); wanted {
+			return nil, err
+		}
+	}
+	removed, undo, err := dropStaleRouting(ctx, nsPath, rs, states)
 	rollback := func(err error) error {
 		for i := len(undo) - 1; i >= 0; i-- {
 			if uerr := undo[i](); uerr != nil {
@@ -99,7 +109,8 @@ func Apply(ctx context.Context, nsPath string, rs rules.Ruleset) ([]Report, erro
 	}
 	var reports []Report
 	for _, fr := range rs.Families {
-		rep, revert, err := applyFamily(ctx, nsPath, b, rs, fr.Family)
+		pre := states[fr.Family]
+		rep, revert, err := applyFamily(ctx, nsPath, b, rs, fr.Family, &pre)
 		if err != nil {
 			return nil, rollback(err)
 		}
@@ -121,18 +132,18 @@ func Apply(ctx context.Context, nsPath string, rs rules.Ruleset) ([]Report, erro
 		reports[i].Routing = &Routing{Mark: mark, Table: TProxyRouteTable, Changed: added}
 		undo = append(undo, revert)
 	}
-	return reports, dropStaleFamilies(ctx, nsPath, b, rs)
+	return reports, dropStaleFamilies(ctx, nsPath, b, rs, states)
 }
 
 // dropStaleFamilies removes the owner's rules from a family the ruleset no longer has (the namespace lost its
 // IPv6 address, say). A family whose tables cannot be read holds none of our rules.
-func dropStaleFamilies(ctx context.Context, nsPath string, b Backend, rs rules.Ruleset) error {
+func dropStaleFamilies(ctx context.Context, nsPath string, b Backend, rs rules.Ruleset, states map[rules.Family]familyState) error {
 	for _, f := range []rules.Family{rules.IPv4, rules.IPv6} {
 		if _, ok := rs.Family(f); ok {
 			continue
 		}
-		st, err := readState(ctx, nsPath, b, f, rs.Owner)
-		if err != nil || st.present.Empty() {
+		st, ok := states[f]
+		if !ok || st.present.Empty() {
 			continue
 		}
 		if err := restore(ctx, nsPath, b, f, rules.CleanupPayload(st.present)); err != nil {
@@ -142,8 +153,9 @@ func dropStaleFamilies(ctx context.Context, nsPath string, b Backend, rs rules.R
 	return nil
 }
 
-// applyFamily applies one family and returns how to put back what was there before.
-func applyFamily(ctx context.Context, nsPath string, b Backend, rs rules.Ruleset, f rules.Family) (Report, func() error, error) {
+// applyFamily applies one family and returns how to put back what was there before. pre, when set, is the
+// family's state as Apply just read it, used for the first attempt.
+func applyFamily(ctx context.Context, nsPath string, b Backend, rs rules.Ruleset, f rules.Family, pre *familyState) (Report, func() error, error) {
 	start := time.Now()
 	fr, _ := rs.Family(f)
 	rep := Report{Backend: b.Name, Version: b.Version, Family: f, Rules: fr.RuleCount()}
@@ -153,8 +165,9 @@ func applyFamily(ctx context.Context, nsPath string, b Backend, rs rules.Ruleset
 	// A rule deleted by someone between our save and our restore makes -D fail and aborts the transaction
 	// untouched; one fresh read and retry covers that race.
 	for attempt := 0; attempt < 2; attempt++ {
-		before, err = readState(ctx, nsPath, b, f, rs.Owner)
-		if err != nil {
+		if attempt == 0 && pre != nil {
+			before = *pre
+		} else if before, err = readState(ctx, nsPath, b, f, rs.Owner); err != nil {
 			return rep, noop, err
 		}
 		if attempt == 0 {

@@ -359,9 +359,10 @@ func haveIP() bool {
 
 // dropStaleRouting removes, before the iptables change, the policy routing our current TPROXY rules name and
 // rs no longer wants in that family (a switch to REDIRECT, another mark, a family gone). It returns the
-// removed marks per family and how to put them back. Only when table 133 is used otherwise than rs wants is
-// iptables-save read to learn which marks are ours.
-func dropStaleRouting(ctx context.Context, nsPath string, b Backend, rs rules.Ruleset) (map[rules.Family]uint32, []func() error, error) {
+// removed marks per family and how to put them back. states are the families' iptables states as Apply read
+// them: a family that neither wants TPROXY nor holds a TPROXY rule of ours is not looked at, so a REDIRECT
+// ruleset costs no ip process.
+func dropStaleRouting(ctx context.Context, nsPath string, rs rules.Ruleset, states map[rules.Family]familyState) (map[rules.Family]uint32, []func() error, error) {
 	removed := map[rules.Family]uint32{}
 	var undo []func() error
 	if !haveIP() {
@@ -369,26 +370,14 @@ func dropStaleRouting(ctx context.Context, nsPath string, b Backend, rs rules.Ru
 	}
 	for _, f := range []rules.Family{rules.IPv4, rules.IPv6} {
 		want, tproxy := wantedMark(rs, f)
-		st, err := readRules(ctx, nsPath, f)
-		if err != nil {
-			return removed, undo, err
-		}
-		unwanted := false
-		for _, r := range st.rules {
-			unwanted = unwanted || (r.looksUp133() && !(tproxy && r.ours(want)))
-		}
-		if !unwanted {
-			continue
-		}
-		fs, err := readState(ctx, nsPath, b, f, rs.Owner)
-		if err != nil {
-			continue // a family whose tables cannot be read holds no TPROXY rule of ours
-		}
 		var marks []uint32
-		for _, m := range presentMarks(fs.present) {
+		for _, m := range presentMarks(states[f].present) {
 			if !tproxy || m != want {
 				marks = append(marks, m)
 			}
+		}
+		if len(marks) == 0 {
+			continue
 		}
 		ok, revert, err := removeRouting(ctx, nsPath, f, marks)
 		if err != nil {
