@@ -96,8 +96,8 @@ func (d *Driver) interceptionSpec(tc TaskConfig, host bool) (rules.Spec, error) 
 		return spec, nil
 	}
 	if isTProxy(spec) {
-		// TPROXY's Envoy holds CAP_NET_ADMIN; in a group namespace that reaches the allocation's own network
-		// only, in host mode it would reach the host's firewall and routes.
+		// TPROXY's Envoy holds CAP_NET_RAW, whose raw sockets and marks act on the namespace they are opened in:
+		// the allocation's own in a group, the host's in host mode.
 		return spec, fmt.Errorf("interception_mode: %q is for bridge and CNI networking only; host mode uses \"REDIRECT\"", spec.InterceptionMode)
 	}
 	return withHostSafety(spec, d.settings.HostExcludePorts)
@@ -105,11 +105,14 @@ func (d *Driver) interceptionSpec(tc TaskConfig, host bool) (rules.Spec, error) 
 
 func isTProxy(spec rules.Spec) bool { return spec.InterceptionMode == string(rules.ModeTProxy) }
 
-// proxyCaps are the capabilities the proxy keeps: TPROXY's inbound listener sets IP_TRANSPARENT, which needs
-// CAP_NET_ADMIN (Istio runs Envoy as root for it; here it stays the proxy user with that one capability).
+// proxyCaps are the capabilities the proxy keeps. TPROXY's inbound listener sets IP_TRANSPARENT (and Envoy
+// marks sockets with SO_MARK), which the kernel allows with CAP_NET_RAW (SO_MARK since Linux 5.17). Istio runs
+// Envoy as root for it; here it stays the proxy user with that one capability. Not CAP_NET_ADMIN: held in the
+// initial user namespace, it would let netlink requests reach other namespaces, the host's included, through
+// the namespace IDs a bridge group's namespace holds.
 func proxyCaps(spec rules.Spec) []string {
 	if isTProxy(spec) {
-		return []string{"net_admin"}
+		return []string{"net_raw"}
 	}
 	return nil
 }

@@ -196,7 +196,7 @@ func TestInterception_DriftIsRestored(t *testing.T) {
 	})
 }
 
-// TPROXY in a group namespace: the proxy user keeps CAP_NET_ADMIN (the stand-in exits without it when it sets
+// TPROXY in a group namespace: the proxy user keeps CAP_NET_RAW (the stand-in exits without it when it sets
 // IP_TRANSPARENT), the policy routing goes in with the rules and out with the stop.
 func TestInterception_TProxyInAGroupNamespace(t *testing.T) {
 	t.Parallel()
@@ -217,8 +217,8 @@ drain_duration    = "1s"
 		t.Fatalf("no fwmark rule:\n%s", rules)
 	}
 	for _, pid := range procsIn(cfg.TaskDir().Dir) {
-		if amb := procField(pid, "CapAmb:"); amb != "0000000000001000" {
-			t.Errorf("%s (pid %d) has ambient capabilities %s, want CAP_NET_ADMIN only", procExe(pid), pid, amb)
+		if amb := procField(pid, "CapAmb:"); amb != "0000000000002000" {
+			t.Errorf("%s (pid %d) has ambient capabilities %s, want CAP_NET_RAW only", procExe(pid), pid, amb)
 		}
 	}
 	if err := td.StopTask(cfg.ID, 10*time.Second, ""); err != nil {

@@ -88,7 +88,7 @@ func TestRuleset_BadInterceptionFieldNamesKeyAndValue(t *testing.T) {
 	}
 }
 
-// TPROXY's proxy keeps CAP_NET_ADMIN, which in host mode would reach the host's own firewall.
+// TPROXY's proxy keeps CAP_NET_RAW, which in host mode would act on the host's own network.
 func TestInterceptionSpec_TProxyIsForGroupModeOnly(t *testing.T) {
 	d := New(t.Context(), testLogger(t))
 	tc := TaskConfig{Spec: rules.Spec{InterceptionMode: "TPROXY"}}
@@ -96,7 +96,7 @@ func TestInterceptionSpec_TProxyIsForGroupModeOnly(t *testing.T) {
 		t.Fatalf("host mode: got %v", err)
 	}
 	spec, err := d.interceptionSpec(tc, false)
-	if err != nil || strings.Join(proxyCaps(spec), ",") != "net_admin" {
+	if err != nil || strings.Join(proxyCaps(spec), ",") != "net_raw" {
 		t.Fatalf("group mode: %v %v", proxyCaps(spec), err)
 	}
 	if caps := proxyCaps(rules.Spec{}); caps != nil {

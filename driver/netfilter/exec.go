@@ -19,12 +19,15 @@ var ErrNamespaceGone = errors.New("network namespace no longer exists")
 // run executes argv (never through a shell) inside the network namespace at nsPath, or in the current one when
 // nsPath is empty, feeding stdin. The child is started from an OS thread that has entered the namespace, so it
 // is born there; the Go process itself never leaves its own namespace on other threads.
+// toolPath is where the iptables and ip tools are looked up: the system's, not whatever the plugin inherited.
+const toolPath = "/usr/sbin:/usr/bin:/sbin:/bin"
+
 func run(ctx context.Context, nsPath string, stdin string, argv ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"}
+	cmd.Env = []string{"PATH=" + toolPath, "LC_ALL=C"}
 	if err := startIn(nsPath, cmd); err != nil {
 		return "", err
 	}

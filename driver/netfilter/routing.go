@@ -4,7 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os/exec"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -352,9 +353,14 @@ func presentMarks(p rules.Present) []uint32 {
 
 // haveIP reports whether the ip command exists. Without it the driver cannot have added policy routing, so
 // REDIRECT rulesets and Cleanup do not need it; a TPROXY ruleset fails on it with the exec error.
+// haveIP looks for ip where run will: a REDIRECT-only host without iproute2 still works.
 func haveIP() bool {
-	_, err := exec.LookPath("ip")
-	return err == nil
+	for _, dir := range filepath.SplitList(toolPath) {
+		if fi, err := os.Stat(filepath.Join(dir, "ip")); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // dropStaleRouting removes, before the iptables change, the policy routing our current TPROXY rules name and

@@ -61,6 +61,12 @@ func (l Layout) Prepare() error {
 		return fmt.Errorf("opening the task directory: %w", err)
 	}
 	defer root.Close()
+	// Nomad leaves a task dir 0777 for tasks that run as nobody. The sidecar's needs no one else writing at its
+	// top: anyone who could would rename root's etc/ aside and plant a pod annotation setting binaryPath
+	// between now and pilot-agent's start. Templates and secrets/ are Nomad's (root) and keep working.
+	if err := ownDir(root, ".", 0, 0, 0o755); err != nil {
+		return err
+	}
 	for _, d := range l.dirs() {
 		if err := realDir(root, d.name, d.uid, d.gid, d.mode); err != nil {
 			return err
@@ -154,10 +160,21 @@ func realDir(root *os.Root, name string, uid, gid int, mode os.FileMode) error {
 	if err := root.Mkdir(name, mode); err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("creating %s: %w", name, err)
 	}
-	if err := root.Lchown(name, uid, gid); err != nil {
+	return ownDir(root, name, uid, gid, mode)
+}
+
+// ownDir sets a directory's owner and mode through a descriptor opened with O_DIRECTORY|O_NOFOLLOW, so that
+// neither a link nor a hard-linked file swapped in after the checks above is what gets chowned.
+func ownDir(root *os.Root, name string, uid, gid int, mode os.FileMode) error {
+	f, err := root.OpenFile(name, os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return fmt.Errorf("opening %s: %w", name, err)
+	}
+	defer f.Close()
+	if err := f.Chown(uid, gid); err != nil {
 		return fmt.Errorf("owning %s: %w", name, err)
 	}
-	if err := root.Chmod(name, mode); err != nil {
+	if err := f.Chmod(mode); err != nil {
 		return fmt.Errorf("setting the mode of %s: %w", name, err)
 	}
 	return nil

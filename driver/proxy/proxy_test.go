@@ -165,3 +165,38 @@ func TestLayoutDirs_ProxyOwnsItsDirectoriesAndRootOwnsTheRest(t *testing.T) {
 		}
 	}
 }
+
+// Prepare owns the sidecar's task dir and its tree through descriptors that follow no link: a link planted
+// where a directory of the tree belongs is replaced, and nothing outside the task dir is touched.
+func TestPrepare_ReplacesPlantedLinksAndLocksTheTaskDir(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to hand directories to the proxy user")
+	}
+	dir, outside := t.TempDir(), t.TempDir()
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "var/run"), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	// What a proxy user could leave behind for the next start: its secrets dir pointing out of the task dir.
+	if err := os.Symlink(outside, filepath.Join(dir, "var/run/secrets")); err != nil {
+		t.Fatal(err)
+	}
+	if err := (Layout{Dir: dir, UID: 1337, GID: 1337, RootCert: []byte("PEM")}).Prepare(); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Lstat(filepath.Join(dir, "var/run/secrets"))
+	if err != nil || !fi.IsDir() {
+		t.Fatalf("var/run/secrets is %v (%v), want a real directory", fi, err)
+	}
+	if entries, _ := os.ReadDir(outside); len(entries) != 0 {
+		t.Fatalf("Prepare wrote outside the task dir: %v", entries)
+	}
+	if fi, _ := os.Stat(outside); fi.Mode().Perm() == 0o750 {
+		t.Fatalf("Prepare changed a directory outside the task dir")
+	}
+	if fi, _ := os.Stat(dir); fi.Mode().Perm() != 0o755 {
+		t.Fatalf("task dir mode %s, want 0755 (no one else may rename its entries)", fi.Mode().Perm())
+	}
+}

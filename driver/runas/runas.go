@@ -7,7 +7,7 @@
 // the capabilities to keep ("-" for none), "--" and the command. The init function below takes over such a
 // process before main runs.
 //
-// Keeping a capability (TPROXY's CAP_NET_ADMIN, which Istio gets by running Envoy as root) needs it raised as
+// Keeping a capability (TPROXY's CAP_NET_RAW, which Istio gets by running Envoy as root) needs it raised as
 // an ambient capability across the UID change on every thread; a cgo binary cannot do that from Go, so that
 // case execs util-linux's setpriv, which does the same drop with the capability kept.
 package runas
@@ -34,7 +34,7 @@ func init() {
 }
 
 // Argv returns the argv that runs cmd as uid:gid through self (the plugin binary), keeping the named
-// capabilities (e.g. "net_admin") and no other.
+// capabilities (e.g. "net_raw") and no other.
 func Argv(self string, uid, gid int, caps []string, cmd []string) []string {
 	keep := "-"
 	if len(caps) > 0 {

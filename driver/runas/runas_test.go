@@ -26,7 +26,7 @@ func TestArgv_DropsToUserWithNoGroups(t *testing.T) {
 	}
 }
 
-// TPROXY's proxy keeps CAP_NET_ADMIN, and only it, across the drop and the exec of its children.
+// TPROXY's proxy keeps CAP_NET_RAW, and only it, across the drop and the exec of its children.
 func TestArgv_KeepsOnlyTheNamedCapability(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to change user")
@@ -35,13 +35,13 @@ func TestArgv_KeepsOnlyTheNamedCapability(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	argv := Argv(self, 1337, 1337, []string{"net_admin"}, []string{"/bin/sh", "-c", "id -u; id -G; grep -E '^Cap(Eff|Amb|Bnd):' /proc/self/status"})
+	argv := Argv(self, 1337, 1337, []string{"net_raw"}, []string{"/bin/sh", "-c", "id -u; id -G; grep -E '^Cap(Eff|Amb|Bnd):' /proc/self/status"})
 	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
-	// CAP_NET_ADMIN is bit 12: 0x1000.
-	for _, want := range []string{"1337\n1337\n", "CapEff:\t0000000000001000", "CapBnd:\t0000000000001000", "CapAmb:\t0000000000001000"} {
+	// CAP_NET_RAW is bit 13: 0x2000.
+	for _, want := range []string{"1337\n1337\n", "CapEff:\t0000000000002000", "CapBnd:\t0000000000002000", "CapAmb:\t0000000000002000"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("want %q in:\n%s", want, out)
 		}

@@ -60,8 +60,8 @@ func socketOwner(local, remote netip.AddrPort) int {
 }
 
 // transparentControl sets IP_TRANSPARENT (IPV6_TRANSPARENT on a tcp6 socket) before bind, so that the socket
-// accepts connections TPROXY hands it for addresses that are not local. It needs CAP_NET_ADMIN (the kernel
-// also accepts CAP_NET_RAW).
+// accepts connections TPROXY hands it for addresses that are not local. It needs CAP_NET_RAW or CAP_NET_ADMIN;
+// the driver grants the first.
 func transparentControl(network, _ string, c syscall.RawConn) error {
 	level, opt, name := syscall.SOL_IP, syscall.IP_TRANSPARENT, "IP_TRANSPARENT"
 	if network == "tcp6" {

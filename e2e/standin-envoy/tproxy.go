@@ -57,8 +57,8 @@ type transparentError struct {
 }
 
 func (e *transparentError) Error() string {
-	return fmt.Sprintf("setsockopt %s for %s=TPROXY (needs CAP_NET_ADMIN, which the driver grants the proxy "+
-		"user as an ambient capability in TPROXY mode, or CAP_NET_RAW): %v", e.opt, envInterceptionMode, e.err)
+	return fmt.Sprintf("setsockopt %s for %s=TPROXY (needs CAP_NET_RAW, which the driver grants the proxy "+
+		"user as an ambient capability in TPROXY mode, or CAP_NET_ADMIN): %v", e.opt, envInterceptionMode, e.err)
 }
 
 func (e *transparentError) Unwrap() error { return e.err }
