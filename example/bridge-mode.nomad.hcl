@@ -128,6 +128,11 @@ job "meshed-app-bridge" {
         service_account    = "meshed-app"
         canonical_service  = "meshed-app"
         canonical_revision = "v1"
+        # Workload labels (ISTIO_METAJSON_LABELS), which Istio's policies and telemetry select on.
+        labels = {
+          app     = "meshed-app"
+          version = "v1"
+        }
 
         # Envoy's log level and how long it drains on stop.
         log_level      = var.log_level

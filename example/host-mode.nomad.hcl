@@ -148,6 +148,11 @@ job "meshed-app-host" {
         service_account    = "meshed-app"
         canonical_service  = "meshed-app"
         canonical_revision = "v1"
+        # Workload labels (ISTIO_METAJSON_LABELS), which Istio's policies and telemetry select on.
+        labels = {
+          app     = "meshed-app"
+          version = "v1"
+        }
         # instance_ip     = "192.0.2.10" # the address peers reach this host at; default: the first port's host IP
 
         log_level      = var.log_level
