@@ -252,3 +252,21 @@ func taskLogs(cfg *drivers.TaskConfig) string {
 	}
 	return b.String()
 }
+
+// start starts the task and fails the test, with the task's logs, when it does not start.
+func (td testDriver) start(t *testing.T, cfg *drivers.TaskConfig) *drivers.TaskHandle {
+	t.Helper()
+	handle, _, err := td.StartTask(cfg)
+	if err != nil {
+		t.Fatalf("StartTask: %v\n%s", err, taskLogs(cfg))
+	}
+	return handle
+}
+
+// assertNoProxyIn fails the test if any process still runs in the task dir (pilot-agent or Envoy).
+func assertNoProxyIn(t *testing.T, cfg *drivers.TaskConfig, when string) {
+	t.Helper()
+	if left := procsIn(cfg.TaskDir().Dir); len(left) != 0 {
+		t.Fatalf("processes left %s: %v", when, left)
+	}
+}

@@ -79,9 +79,7 @@ func TestStartTask_ReadyThenStop(t *testing.T) {
 	netns := newNetns(t)
 	cfg := td.newTask(t, netns, `drain_duration = "1s"`, nil)
 
-	if _, _, err := td.StartTask(cfg); err != nil {
-		t.Fatalf("StartTask: %v\n%s", err, taskLogs(cfg))
-	}
+	td.start(t, cfg)
 	// StartTask returned, so the proxy must already be ready: this is what holds the app back.
 	if !ready(t, netns) {
 		t.Fatalf("StartTask returned before %s answered 200\n%s", proxy.ReadyURL, taskLogs(cfg))
@@ -188,9 +186,7 @@ func TestStartTask_ReadinessTimeoutIsRecoverableAndLeavesNothing(t *testing.T) {
 	if !strings.Contains(err.Error(), "proxy not ready: GET "+proxy.ReadyURL+": nothing listens on 15021") {
 		t.Errorf("the error must say what was still missing: %v", err)
 	}
-	if left := procsIn(cfg.TaskDir().Dir); len(left) != 0 {
-		t.Fatalf("processes left after a failed start: %v", left)
-	}
+	assertNoProxyIn(t, cfg, "after a failed start")
 	if _, err := td.InspectTask(cfg.ID); err == nil {
 		t.Fatalf("a failed start left a task behind")
 	}
@@ -205,16 +201,12 @@ func TestStopTask_KillsTheGroupWhenEnvoyIgnoresSIGTERM(t *testing.T) {
 	// A drain longer than the kill timeout: pilot-agent is still waiting to kill Envoy when the executor
 	// escalates, so only the process-group kill can take Envoy down.
 	cfg := td.newTask(t, netns, `drain_duration = "60s"`, map[string]string{"STANDIN_ENVOY_MODE": "ignore-sigterm"})
-	if _, _, err := td.StartTask(cfg); err != nil {
-		t.Fatalf("StartTask: %v\n%s", err, taskLogs(cfg))
-	}
+	td.start(t, cfg)
 	if err := td.StopTask(cfg.ID, 2*time.Second, "SIGTERM"); err != nil {
 		t.Fatalf("StopTask: %v", err)
 	}
 	waitResult(t, td, cfg.ID)
-	if left := procsIn(cfg.TaskDir().Dir); len(left) != 0 {
-		t.Fatalf("processes left after the kill timeout: %v", left)
-	}
+	assertNoProxyIn(t, cfg, "after the kill timeout")
 }
 
 // A proxy that dies before it is ready fails the start with its own last words, not just an exit code.
@@ -237,16 +229,12 @@ func TestWaitTask_EnvoyCrashIsAFailure(t *testing.T) {
 	td := newTestDriver(t, b, nil)
 	netns := newNetns(t)
 	cfg := td.newTask(t, netns, "", map[string]string{"STANDIN_ENVOY_MODE": "crash", "STANDIN_ENVOY_CRASH_AFTER": "1s"})
-	if _, _, err := td.StartTask(cfg); err != nil {
-		t.Fatalf("StartTask: %v\n%s", err, taskLogs(cfg))
-	}
+	td.start(t, cfg)
 	result := waitResult(t, td, cfg.ID)
 	if result.Successful() || result.Err == nil || !strings.Contains(result.Err.Error(), "envoy exited unexpectedly") {
 		t.Fatalf("an Envoy crash must read as a failure, got %+v", result)
 	}
-	if left := procsIn(cfg.TaskDir().Dir); len(left) != 0 {
-		t.Fatalf("processes left after the crash: %v", left)
-	}
+	assertNoProxyIn(t, cfg, "after the crash")
 }
 
 // A new plugin instance recovers the task from the handle alone (through real gRPC, which drops the raw driver
@@ -258,10 +246,7 @@ func TestRecoverTask_AfterThePluginIsReplaced(t *testing.T) {
 	first := newTestDriver(t, b, nil)
 	netns := newNetns(t)
 	cfg := first.newTask(t, netns, `drain_duration = "1s"`, nil)
-	handle, _, err := first.StartTask(cfg)
-	if err != nil {
-		t.Fatalf("StartTask: %v\n%s", err, taskLogs(cfg))
-	}
+	handle := first.start(t, cfg)
 	before := procsIn(cfg.TaskDir().Dir)
 
 	// A new driver instance knows nothing of the task, as after the plugin process was killed; only the
@@ -289,9 +274,7 @@ func TestRecoverTask_AfterThePluginIsReplaced(t *testing.T) {
 	if r := waitResult(t, second, cfg.ID); !r.Successful() {
 		t.Fatalf("stop after recovery: %+v", r)
 	}
-	if left := procsIn(cfg.TaskDir().Dir); len(left) != 0 {
-		t.Fatalf("processes left: %v", left)
-	}
+	assertNoProxyIn(t, cfg, "after the stop")
 }
 
 func TestStartTask_BadConfigStartsNothing(t *testing.T) {
@@ -355,9 +338,7 @@ func TestExecAndStats_ReachTheProxy(t *testing.T) {
 	td := newTestDriver(t, b, nil)
 	netns := newNetns(t)
 	cfg := td.newTask(t, netns, `drain_duration = "1s"`, nil)
-	if _, _, err := td.StartTask(cfg); err != nil {
-		t.Fatalf("StartTask: %v\n%s", err, taskLogs(cfg))
-	}
+	td.start(t, cfg)
 	t.Cleanup(func() { _ = td.StopTask(cfg.ID, 5*time.Second, "") })
 
 	// What `nomad alloc exec -task istio-proxy <alloc> pilot-agent request GET config_dump` runs: it must reach

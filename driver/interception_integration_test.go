@@ -88,9 +88,7 @@ exclude_outbound_ports = ["9999"]
 `, nil)
 	connLog := proxyWritableFile(t, cfg.TaskDir().LocalDir, "connections.jsonl")
 	cfg.Env["STANDIN_ENVOY_CONNECTION_LOG"] = connLog
-	if _, _, err := td.StartTask(cfg); err != nil {
-		t.Fatalf("StartTask: %v\n%s", err, taskLogs(cfg))
-	}
+	td.start(t, cfg)
 	save := saveIn(t, netns)
 	if n := ourRules(save, cfg.AllocID); n == 0 || !strings.Contains(save, ":ISTIO_OUTPUT") {
 		t.Fatalf("no tagged ISTIO_ rules after StartTask:\n%s", save)
@@ -147,9 +145,7 @@ func TestInterception_SurvivesACrashThenGoesAfterTheGracePeriod(t *testing.T) {
 	netns := newNetns(t)
 	crashing := map[string]string{"STANDIN_ENVOY_MODE": "crash", "STANDIN_ENVOY_CRASH_AFTER": "500ms"}
 	cfg := td.newTask(t, netns, "", crashing)
-	if _, _, err := td.StartTask(cfg); err != nil {
-		t.Fatalf("StartTask: %v\n%s", err, taskLogs(cfg))
-	}
+	td.start(t, cfg)
 	rulesBefore := ourRules(saveIn(t, netns), cfg.AllocID)
 	waitResult(t, td, cfg.ID)
 	if n := ourRules(saveIn(t, netns), cfg.AllocID); n != rulesBefore {
@@ -183,9 +179,7 @@ func TestInterception_DriftIsRestored(t *testing.T) {
 	ev := td.events(t)
 	netns := newNetns(t)
 	cfg := td.newTask(t, netns, `drain_duration = "1s"`, nil)
-	if _, _, err := td.StartTask(cfg); err != nil {
-		t.Fatalf("StartTask: %v\n%s", err, taskLogs(cfg))
-	}
+	td.start(t, cfg)
 	t.Cleanup(func() { _ = td.StopTask(cfg.ID, 5*time.Second, "") })
 	want := ourRules(saveIn(t, netns), cfg.AllocID)
 	if out, err := exec.Command("ip", "netns", "exec", filepath.Base(netns), "iptables", "-t", "nat", "-F", "ISTIO_OUTPUT").CombinedOutput(); err != nil {
@@ -209,9 +203,7 @@ func TestInterception_TProxyInAGroupNamespace(t *testing.T) {
 interception_mode = "TPROXY"
 drain_duration    = "1s"
 `, nil)
-	if _, _, err := td.StartTask(cfg); err != nil {
-		t.Fatalf("StartTask: %v\n%s", err, taskLogs(cfg))
-	}
+	td.start(t, cfg)
 	waitFor(t, 5*time.Second, "the routing event", func() bool { return ev.contains("policy routing: fwmark 1337 → table 133 added") })
 	if rules := ipIn(t, netns, "rule", "show"); !strings.Contains(rules, "fwmark 0x539 lookup 133") {
 		t.Fatalf("no fwmark rule:\n%s", rules)
@@ -310,9 +302,7 @@ func TestInterception_InboundReachesTheAppThroughTheProxy(t *testing.T) {
 	connLog := proxyWritableFile(t, cfg.TaskDir().LocalDir, "connections.jsonl")
 	cfg.Env["STANDIN_ENVOY_CONNECTION_LOG"] = connLog
 	app := listenIn(t, group, "10.214.1.2:8080")
-	if _, _, err := td.StartTask(cfg); err != nil {
-		t.Fatalf("StartTask: %v\n%s", err, taskLogs(cfg))
-	}
+	td.start(t, cfg)
 	t.Cleanup(func() { _ = td.StopTask(cfg.ID, 5*time.Second, "") })
 
 	if err := dialFrom(t, peer, "10.214.1.2:8080"); err != nil {
