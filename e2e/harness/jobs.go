@@ -146,7 +146,8 @@ func (a *Agent) StopJob(t testing.TB, jobID string) {
 	a.WaitAllocsTerminal(t, jobID)
 }
 
-// WaitAllocsTerminal waits until every allocation of the job has finished on the client (complete, failed or lost).
+// WaitAllocsTerminal waits until every allocation of the job has finished on the client (complete, failed or lost)
+// and the client has torn down its network namespace.
 func (a *Agent) WaitAllocsTerminal(t testing.TB, jobID string) {
 	t.Helper()
 	if err := a.waitAllocsTerminal(jobID, allocTimeout); err != nil {
@@ -163,12 +164,25 @@ func (a *Agent) waitAllocsTerminal(jobID string, timeout time.Duration) error {
 		var running []string
 		for _, s := range stubs {
 			a.noteAlloc(s.ID)
-			if !clientTerminal(s.ClientStatus) {
+			switch {
+			case !clientTerminal(s.ClientStatus):
 				running = append(running, s.ID[:8]+" "+s.ClientStatus)
+			case netnsMounted(s.ID):
+				// The client reports an allocation complete once its tasks are dead, but removes the namespace
+				// in the alloc runner's postrun hooks, after every task runner has returned; stopping the agent
+				// in between leaves it behind. After an agent restart that gap was seen to last over a second
+				// (the task runner waits for its reattached logmon), and CI's shutdown fell into it.
+				running = append(running, s.ID[:8]+" "+s.ClientStatus+", network namespace still mounted")
 			}
 		}
 		return len(running) == 0, fmt.Sprintf("not terminal: %v", running)
 	})
+}
+
+// netnsMounted says whether the client still holds the allocation's network namespace (bridge or CNI mode).
+func netnsMounted(allocID string) bool {
+	_, err := os.Lstat(filepath.Join(netnsDir, allocID))
+	return err == nil
 }
 
 func clientTerminal(status string) bool {
