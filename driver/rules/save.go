@@ -3,7 +3,6 @@ package rules
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"sort"
 	"strings"
 )
@@ -28,10 +27,8 @@ type SavedRule struct {
 	Owner string // alloc ID from our tag, or "" for a rule that is not ours
 }
 
-// tagPattern finds our tag in a saved rule. iptables-save quotes comments; the unquoted form is accepted too.
-// The alloc ID must end at the closing quote (or the field), so "istio-sidecar:alloc=x y" is never read as "x".
-var tagPattern = regexp.MustCompile(`(?:^| )-m comment --comment (?:"` + regexp.QuoteMeta(TagPrefix) +
-	`([A-Za-z0-9._-]+)"|` + regexp.QuoteMeta(TagPrefix) + `([A-Za-z0-9._-]+))(?: |$)`)
+// commentMatch introduces a rule's comment in iptables-save output.
+const commentMatch = "-m comment --comment "
 
 // ParseSave parses iptables-save output. Unknown lines are an error: a state we do not understand is never
 // edited.
@@ -62,12 +59,56 @@ func ParseSave(text string) (Saved, error) {
 	return s, nil
 }
 
+// tagOwner returns the alloc ID in our tag, or "". iptables-save quotes comments; the unquoted form is accepted
+// too. The ID must end at the closing quote (or the field), so "istio-sidecar:alloc=x y" is never read as "x".
+// A scanner rather than a regular expression: it runs on every saved line, and a save with a thousand excluded
+// CIDRs spent most of its parse in the regexp engine.
 func tagOwner(line string) string {
-	m := tagPattern.FindStringSubmatch(line)
-	if m == nil {
-		return ""
+	for off := 0; ; {
+		i := strings.Index(line[off:], commentMatch)
+		if i < 0 {
+			return ""
+		}
+		start := off + i
+		off = start + 1
+		if start > 0 && line[start-1] != ' ' {
+			continue
+		}
+		if id, ok := tagAt(line[start+len(commentMatch):]); ok {
+			return id
+		}
 	}
-	return m[1] + m[2]
+}
+
+// tagAt reads our tag at the start of a comment's value, as it must end: quoted, or up to a space or the end.
+func tagAt(v string) (string, bool) {
+	quoted := strings.HasPrefix(v, `"`)
+	if quoted {
+		v = v[1:]
+	}
+	v, ok := strings.CutPrefix(v, TagPrefix)
+	if !ok {
+		return "", false
+	}
+	n := 0
+	for n < len(v) && isIDByte(v[n]) {
+		n++
+	}
+	id, rest := v[:n], v[n:]
+	if quoted {
+		if !strings.HasPrefix(rest, `"`) {
+			return "", false
+		}
+		rest = rest[1:]
+	}
+	if n == 0 || rest != "" && rest[0] != ' ' {
+		return "", false
+	}
+	return id, true
+}
+
+func isIDByte(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-'
 }
 
 // Owners lists the alloc IDs that own rules in this state, sorted.
