@@ -1,6 +1,7 @@
 package netfilter
 
 import (
+	"context"
 	"errors"
 	"net/netip"
 	"strings"
@@ -164,4 +165,107 @@ func withoutOurs(save string) string {
 		b.WriteString(l)
 	}
 	return b.String()
+}
+
+// TestLegacyInUse: the legacy saves are spared only where x_tables has no table in the namespace, and a family
+// with a legacy table is read.
+func TestLegacyInUse(t *testing.T) {
+	requireRoot(t)
+	if _, ok := probeBackend(testCtx(t), Legacy); !ok {
+		skipOrFail(t, "iptables-legacy is not installed")
+	}
+	name, path := newNS(t)
+	if legacyInUse(path, rules.IPv4) || legacyInUse(path, rules.IPv6) {
+		t.Fatalf("a fresh namespace reports legacy tables")
+	}
+	sh(t, "ip", "netns", "exec", name, "iptables-legacy", "-t", "nat", "-A", "OUTPUT", "-p", "tcp", "--dport", "9999", "-j", "RETURN")
+	if !legacyInUse(path, rules.IPv4) {
+		t.Errorf("IPv4 nat table in use by legacy, not reported")
+	}
+	if legacyInUse(path, rules.IPv6) {
+		t.Errorf("IPv6 reported in use after an IPv4-only legacy rule")
+	}
+	ctx := testCtx(t)
+	nft, _ := probeBackend(ctx, NFTables)
+	legacy, _ := probeBackend(ctx, Legacy)
+	keys := savesFor(path, nft, legacy)
+	if len(keys) != 3 || keys[2] != (stateKey{legacy, rules.IPv4}) {
+		t.Errorf("saves for the namespace: %+v, want nf_tables IPv4 and IPv6, legacy IPv4", keys)
+	}
+}
+
+// TestApplyFresh exercises the path most starts take (default rules, nothing of ours yet) on each backend: the
+// -N payload installs without a read, an existing chain of ours makes it fail whole so that the reading path
+// takes over (re-apply, a changed ruleset, drift that removed everything), and cleanup leaves the prior state.
+func TestApplyFresh(t *testing.T) {
+	requireRoot(t)
+	for _, backend := range []BackendName{NFTables, Legacy} {
+		t.Run(string(backend), func(t *testing.T) {
+			ctx := testCtx(t)
+			name, path := newNS(t)
+			addForeign(t, name, map[BackendName]string{NFTables: "nft", Legacy: "legacy"}[backend])
+			before := saveAll(t, name, backend)
+			rs := build(t, rules.Spec{}, rules.Env{}, allocA)
+			fresh, ok := rs.FreshPayload(rules.IPv4)
+			if !ok {
+				t.Fatal("default rules get no fresh payload")
+			}
+			b, err := Detect(ctx, path)
+			mustf(t, err, "detect")
+
+			reps, err := Apply(ctx, path, rs)
+			mustf(t, err, "fresh apply")
+			if len(reps) != 1 || !reps[0].Changed || reps[0].Backend != backend {
+				t.Fatalf("reports %+v", reps)
+			}
+			mustf(t, Verify(ctx, path, rs), "verify fresh apply")
+			applied := saveAll(t, name, backend)
+			if withoutOurs(applied) != before {
+				t.Errorf("foreign rules changed by the fresh apply:\n%s", applied)
+			}
+
+			// With our chains present the fresh transaction must change nothing at all.
+			if err := restore(ctx, path, b, rules.IPv4, fresh); err == nil {
+				t.Fatal("fresh payload restored over existing chains")
+			}
+			if now := saveAll(t, name, backend); now != applied {
+				t.Errorf("failed fresh restore changed the namespace:\n%s", now)
+			}
+			reps, err = Apply(ctx, path, rs)
+			mustf(t, err, "re-apply")
+			if reps[0].Changed {
+				t.Errorf("re-apply changed something: %+v", reps)
+			}
+			changed := build(t, rules.Spec{ExcludeOutboundPorts: []string{"5432"}}, rules.Env{}, allocA)
+			_, err = Apply(ctx, path, changed)
+			mustf(t, err, "apply a changed ruleset over ours")
+			mustf(t, Verify(ctx, path, changed), "verify changed ruleset")
+
+			// Drift that took everything away: the fresh path puts it back.
+			if n, err := removeTagged(ctx, path, b); err != nil || n == 0 {
+				t.Fatalf("removing our rules by hand: %d, %v", n, err)
+			}
+			reps, err = Apply(ctx, path, changed)
+			mustf(t, err, "apply after everything was removed")
+			if !reps[0].Changed {
+				t.Errorf("apply after removal reports nothing changed")
+			}
+			mustf(t, Verify(ctx, path, changed), "verify after re-install")
+
+			_, err = Cleanup(ctx, path, allocA)
+			mustf(t, err, "cleanup")
+			if after := saveAll(t, name, backend); after != before {
+				t.Errorf("cleanup did not restore the prior state:\n--- before\n%s\n--- after\n%s", before, after)
+			}
+		})
+	}
+}
+
+// removeTagged plays someone flushing our rules by hand: it removes every rule of allocA and our chains.
+func removeTagged(ctx context.Context, path string, b Backend) (int, error) {
+	st, err := readState(ctx, path, b, rules.IPv4, rules.Owner{AllocID: allocA})
+	if err != nil {
+		return 0, err
+	}
+	return len(st.present.Rules), restore(ctx, path, b, rules.IPv4, rules.CleanupPayload(st.present))
 }

@@ -142,27 +142,42 @@ func detectUncached(ctx context.Context, nsPath string) (Backend, error) {
 	case !hasLegacy:
 		return nft, nil
 	}
-	if countRules(ctx, nsPath, nft) == 0 && countRules(ctx, nsPath, legacy) > 0 {
-		return legacy, nil
-	}
-	if countRules(ctx, nsPath, nft) > 0 {
+	// What the system's `iptables` is decides only for a namespace without rules, but is asked alongside the
+	// saves rather than after them: a new namespace is detected on every allocation's start.
+	sysLegacy := make(chan bool, 1)
+	go func() {
+		out, err := run(ctx, "", "", "iptables", "--version")
+		sysLegacy <- err == nil && strings.Contains(out, "legacy")
+	}()
+	counts := countRules(ctx, nsPath, nft, legacy)
+	legacyDefault := <-sysLegacy
+	switch {
+	case counts[NFTables] > 0:
 		return nft, nil
-	}
-	out, err := run(ctx, "", "", "iptables", "--version")
-	if err == nil && strings.Contains(out, "legacy") {
+	case counts[Legacy] > 0, legacyDefault:
 		return legacy, nil
 	}
 	return nft, nil
 }
 
-func countRules(ctx context.Context, nsPath string, b Backend) int {
-	n := 0
-	for _, f := range []rules.Family{rules.IPv4, rules.IPv6} {
-		out, err := run(ctx, nsPath, "", b.saveArgv(f)...)
-		if err != nil {
-			continue
-		}
-		n += strings.Count(out, "\n-A ")
+// countRules counts each backend's rules in the namespace, every save at once.
+func countRules(ctx context.Context, nsPath string, backends ...Backend) map[BackendName]int {
+	keys := savesFor(nsPath, backends...)
+	counts := make([]int, len(keys))
+	var wg sync.WaitGroup
+	for i, k := range keys {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if out, err := run(ctx, nsPath, "", k.backend.saveArgv(k.family)...); err == nil {
+				counts[i] = strings.Count(out, "\n-A ")
+			}
+		}()
+	}
+	wg.Wait()
+	n := map[BackendName]int{}
+	for i, k := range keys {
+		n[k.backend.Name] += counts[i]
 	}
 	return n
 }

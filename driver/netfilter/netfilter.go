@@ -49,24 +49,6 @@ func (r Report) String() string {
 // ErrDrift means the namespace does not hold exactly our ruleset.
 var ErrDrift = errors.New("interception rules differ from the expected ruleset")
 
-// familyState is one family's saved state and what the owner has in it.
-type familyState struct {
-	saved   rules.Saved
-	present rules.Present
-}
-
-func readState(ctx context.Context, nsPath string, b Backend, f rules.Family, owner rules.Owner) (familyState, error) {
-	out, err := run(ctx, nsPath, "", b.saveArgv(f)...)
-	if err != nil {
-		return familyState{}, fmt.Errorf("%s save: %w", f, err)
-	}
-	saved, err := rules.ParseSave(out)
-	if err != nil {
-		return familyState{}, fmt.Errorf("%s save: %w", f, err)
-	}
-	return familyState{saved: saved, present: saved.Present(owner)}, nil
-}
-
 func restore(ctx context.Context, nsPath string, b Backend, f rules.Family, payload string) error {
 	if _, err := run(ctx, nsPath, payload, b.restoreArgv(f)...); err != nil {
 		return diagnose(fmt.Errorf("%s restore: %w", f, err))
@@ -85,14 +67,18 @@ func Apply(ctx context.Context, nsPath string, rs rules.Ruleset) ([]Report, erro
 	if err != nil {
 		return nil, err
 	}
+	if reports, ok, err := applyFresh(ctx, nsPath, b, rs); ok || err != nil {
+		return reports, err
+	}
 	// One read per family serves the stale-routing check, the first attempt of each family and the
 	// stale-family sweep: every extra iptables-save or ip process is paid on every start.
 	states := map[rules.Family]familyState{}
-	for _, f := range []rules.Family{rules.IPv4, rules.IPv6} {
-		if st, err := readState(ctx, nsPath, b, f, rs.Owner); err == nil {
-			states[f] = st
-		} else if _, wanted := rs.Family(f); wanted {
-			return nil, err
+	reads := readStates(ctx, nsPath, rs.Owner, []stateKey{{b, rules.IPv4}, {b, rules.IPv6}})
+	for _, r := range reads {
+		if r.err == nil {
+			states[r.family] = r.state
+		} else if _, wanted := rs.Family(r.family); wanted {
+			return nil, r.err
 		}
 	}
 	removed, undo, err := dropStaleRouting(ctx, nsPath, rs, states)
@@ -299,22 +285,24 @@ func forEachState(ctx context.Context, nsPath string, owner rules.Owner, f func(
 	if _, err := openNSCheck(nsPath); err != nil {
 		return err
 	}
+	var backends []Backend
 	for _, name := range []BackendName{NFTables, Legacy} {
-		b, ok := probeBackend(ctx, name)
-		if !ok {
+		if b, ok := probeBackend(ctx, name); ok {
+			backends = append(backends, b)
+		}
+	}
+	reads := readStates(ctx, nsPath, owner, savesFor(nsPath, backends...))
+	for _, r := range reads {
+		if errors.Is(r.err, ErrNamespaceGone) {
+			return r.err
+		}
+	}
+	for _, r := range reads {
+		if r.err != nil {
 			continue
 		}
-		for _, fam := range []rules.Family{rules.IPv4, rules.IPv6} {
-			st, err := readState(ctx, nsPath, b, fam, owner)
-			if errors.Is(err, ErrNamespaceGone) {
-				return err
-			}
-			if err != nil {
-				continue
-			}
-			if err := f(b, fam, st); err != nil {
-				return err
-			}
+		if err := f(r.backend, r.family, r.state); err != nil {
+			return err
 		}
 	}
 	return nil

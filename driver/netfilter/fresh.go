@@ -1,0 +1,50 @@
+package netfilter
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/istio-sidecar/istio-sidecar/driver/rules"
+)
+
+// applyFresh is Apply's first try: each family's FreshPayload, restored without reading the namespace first.
+// It is what a new allocation's namespace meets, so most starts pay one process per family instead of a save
+// and a restore. ok is false, with the namespace as it was, when a family cannot be written that way or its
+// transaction fails (our chains exist: a restart, a changed ruleset, drift; or anything else): Apply then takes
+// the reading path, which also reports any real error properly.
+//
+// There is no stale family to sweep after a fresh install: our rules only ever come and go with their chains,
+// so a family without them was not ours before either (Cleanup reads every family by tag in any case).
+// err is set only when a family installed here could not be taken out again after a later one failed.
+func applyFresh(ctx context.Context, nsPath string, b Backend, rs rules.Ruleset) (reports []Report, ok bool, err error) {
+	payloads := make([]string, len(rs.Families))
+	for i, fr := range rs.Families {
+		p, fresh := rs.FreshPayload(fr.Family)
+		if !fresh {
+			return nil, false, nil
+		}
+		payloads[i] = p
+	}
+	for i, fr := range rs.Families {
+		start := time.Now()
+		if err := restore(ctx, nsPath, b, fr.Family, payloads[i]); err != nil {
+			// Families before this one were installed fresh and hold only rs's rules: take them out by tag.
+			for _, done := range rs.Families[:i] {
+				st, err := readState(ctx, nsPath, b, done.Family, rs.Owner)
+				if err == nil {
+					if p := rules.CleanupPayload(st.present); p != "" {
+						err = restore(ctx, nsPath, b, done.Family, p)
+					}
+				}
+				if err != nil {
+					return nil, false, fmt.Errorf("undo fresh %s install after %s failed: %w", done.Family, fr.Family, err)
+				}
+			}
+			return nil, false, nil
+		}
+		reports = append(reports, Report{Backend: b.Name, Version: b.Version, Family: fr.Family,
+			Rules: fr.RuleCount(), Changed: true, Duration: time.Since(start)})
+	}
+	return reports, true, nil
+}
