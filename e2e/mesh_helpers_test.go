@@ -74,6 +74,8 @@ func testappBin(t *testing.T) string {
 		testapp.path = filepath.Join(testapp.dir, "testapp")
 		cmd := exec.Command("go", "build", "-o", testapp.path, "./e2e/testapp")
 		cmd.Dir = root
+		// Static, so that it runs in an exec task's chroot holding nothing but itself.
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			testapp.err = fmt.Errorf("go build ./e2e/testapp: %w\n%s", err, out)
 		}

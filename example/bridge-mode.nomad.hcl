@@ -26,6 +26,15 @@ variable "testapp_path" {
   default     = "/usr/local/bin/testapp"
 }
 
+variable "app_driver" {
+  type        = string
+  description = <<-EOT
+    The app tasks' driver. Any driver that joins the group's network namespace is intercepted: raw_exec, exec,
+    docker, java. With exec the binary must be inside the task's chroot (the client's chroot_env).
+  EOT
+  default     = "raw_exec"
+}
+
 variable "call_target" {
   type        = string
   description = <<-EOT
@@ -179,7 +188,7 @@ job "meshed-app-bridge" {
 
     # The app: answers mesh traffic on 8080 ...
     task "server" {
-      driver = "raw_exec"
+      driver = var.app_driver
 
       config {
         command = var.testapp_path
@@ -195,7 +204,7 @@ job "meshed-app-bridge" {
     # ... and calls another service through the mesh: the interception sends the connection to Envoy's
     # outbound listener on 15001, which forwards it to its original destination.
     task "client" {
-      driver = "raw_exec"
+      driver = var.app_driver
 
       config {
         command = var.testapp_path
