@@ -166,13 +166,11 @@ func countRules(ctx context.Context, nsPath string, backends ...Backend) map[Bac
 	counts := make([]int, len(keys))
 	var wg sync.WaitGroup
 	for i, k := range keys {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			if out, err := run(ctx, nsPath, "", k.backend.saveArgv(k.family)...); err == nil {
 				counts[i] = strings.Count(out, "\n-A ")
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	n := map[BackendName]int{}

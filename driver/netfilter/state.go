@@ -50,12 +50,10 @@ func readStates(ctx context.Context, nsPath string, owner rules.Owner, keys []st
 	out := make([]stateRead, len(keys))
 	var wg sync.WaitGroup
 	for i, k := range keys {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			st, err := readState(ctx, nsPath, k.backend, k.family, owner)
 			out[i] = stateRead{stateKey: k, state: st, err: err}
-		}()
+		})
 	}
 	wg.Wait()
 	return out
