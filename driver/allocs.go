@@ -122,7 +122,7 @@ func (d *Driver) release(allocID, netns string, host bool) (removed int) {
 	case res.NamespaceGone:
 		logger.Debug("network namespace already gone with its rules", "netns", netns)
 	default:
-		logger.Info("interception rules removed", "rules", res.Removed, "netns", netns)
+		logger.Info("interception rules removed", "rules", res.Removed, "netns", netns, "passthrough6_removed", res.Passthrough6Removed)
 	}
 	if host {
 		if err := d.hostLock().release(allocID); err != nil {

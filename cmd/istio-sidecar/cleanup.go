@@ -43,7 +43,11 @@ func cmdCleanup(args []string, stdout, stderr io.Writer) int {
 			code = failure(stderr, fs.Name(), fmt.Errorf("alloc %s: %w", a, err))
 			continue
 		}
-		fmt.Fprintf(stdout, "%s: %d rules removed\n", a, res.Removed)
+		extra := ""
+		if res.Passthrough6Removed {
+			extra = ", " + netfilter.Passthrough6 + " removed from lo"
+		}
+		fmt.Fprintf(stdout, "%s: %d rules removed%s\n", a, res.Removed, extra)
 	}
 	return code
 }

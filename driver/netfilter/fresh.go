@@ -16,13 +16,14 @@ import (
 //
 // There is no stale family to sweep after a fresh install: our rules only ever come and go with their chains,
 // so a family without them was not ours before either (Cleanup reads every family by tag in any case).
-// err is set only when a family installed here could not be taken out again after a later one failed.
-func applyFresh(ctx context.Context, nsPath string, b Backend, rs rules.Ruleset) (reports []Report, ok bool, err error) {
+// err is set only when a family installed here could not be taken out again after a later one failed. undo
+// takes out what it installed.
+func applyFresh(ctx context.Context, nsPath string, b Backend, rs rules.Ruleset) (reports []Report, undo func() error, ok bool, err error) {
 	payloads := make([]string, len(rs.Families))
 	for i, fr := range rs.Families {
 		p, fresh := rs.FreshPayload(fr.Family)
 		if !fresh {
-			return nil, false, nil
+			return nil, nil, false, nil
 		}
 		payloads[i] = p
 	}
@@ -30,21 +31,29 @@ func applyFresh(ctx context.Context, nsPath string, b Backend, rs rules.Ruleset)
 		start := time.Now()
 		if err := restore(ctx, nsPath, b, fr.Family, payloads[i]); err != nil {
 			// Families before this one were installed fresh and hold only rs's rules: take them out by tag.
-			for _, done := range rs.Families[:i] {
-				st, err := readState(ctx, nsPath, b, done.Family, rs.Owner)
-				if err == nil {
-					if p := rules.CleanupPayload(st.present); p != "" {
-						err = restore(ctx, nsPath, b, done.Family, p)
-					}
-				}
-				if err != nil {
-					return nil, false, fmt.Errorf("undo fresh %s install after %s failed: %w", done.Family, fr.Family, err)
-				}
+			if uerr := removeOwn(ctx, nsPath, b, rs.Owner, rs.Families[:i]); uerr != nil {
+				return nil, nil, false, fmt.Errorf("undo fresh install after %s failed: %w", fr.Family, uerr)
 			}
-			return nil, false, nil
+			return nil, nil, false, nil
 		}
 		reports = append(reports, Report{Backend: b.Name, Version: b.Version, Family: fr.Family,
 			Rules: fr.RuleCount(), Changed: true, Duration: time.Since(start)})
 	}
-	return reports, true, nil
+	return reports, func() error { return removeOwn(ctx, nsPath, b, rs.Owner, rs.Families) }, true, nil
+}
+
+// removeOwn removes the owner's rules from the families, by tag.
+func removeOwn(ctx context.Context, nsPath string, b Backend, owner rules.Owner, families []rules.FamilyRules) error {
+	for _, fr := range families {
+		st, err := readState(ctx, nsPath, b, fr.Family, owner)
+		if err == nil {
+			if p := rules.CleanupPayload(st.present); p != "" {
+				err = restore(ctx, nsPath, b, fr.Family, p)
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", fr.Family, err)
+		}
+	}
+	return nil
 }

@@ -31,6 +31,8 @@ type Report struct {
 	// Routing is the family's TPROXY policy routing (see routing.go); nil when the family has none and none
 	// was removed.
 	Routing *Routing
+	// Passthrough6Added: this apply put ::6/128 on lo (IPv6 only; passthrough6.go).
+	Passthrough6Added bool
 }
 
 // String reads e.g. "iptables: 23 rules applied (nf_tables, IPv4) in 9 ms", followed in TPROXY mode by
@@ -43,6 +45,9 @@ func (r Report) String() string {
 	s := fmt.Sprintf("iptables: %d rules %s (%s, %s) in %d ms", r.Rules, verb, r.Backend, r.Family, r.Duration.Milliseconds())
 	if r.Routing != nil {
 		s += "; " + r.Routing.String()
+	}
+	if r.Passthrough6Added {
+		s += "; " + Passthrough6 + " added to lo"
 	}
 	return s
 }
@@ -68,8 +73,10 @@ func Apply(ctx context.Context, nsPath string, rs rules.Ruleset) ([]Report, erro
 	if err != nil {
 		return nil, err
 	}
-	if reports, ok, err := applyFresh(ctx, nsPath, b, rs); ok || err != nil {
-		return reports, err
+	if reports, undo, ok, err := applyFresh(ctx, nsPath, b, rs); err != nil {
+		return nil, err
+	} else if ok {
+		return withPassthrough6(ctx, nsPath, reports, undo)
 	}
 	// One read per family serves the stale-routing check, the first attempt of each family and the
 	// stale-family sweep: every extra iptables-save or ip process is paid on every start.
@@ -119,6 +126,10 @@ func Apply(ctx context.Context, nsPath string, rs rules.Ruleset) ([]Report, erro
 		reports[i].Routing = &Routing{Mark: mark, Table: TProxyRouteTable, Changed: added}
 		undo = append(undo, revert)
 	}
+	reports, err = withPassthrough6(ctx, nsPath, reports, func() error { return rollback(nil) })
+	if err != nil {
+		return nil, err
+	}
 	return reports, dropStaleFamilies(ctx, nsPath, b, rs, states)
 }
 
@@ -132,6 +143,11 @@ func dropStaleFamilies(ctx context.Context, nsPath string, b Backend, rs rules.R
 		st, ok := states[f]
 		if !ok || st.present.Empty() {
 			continue
+		}
+		if f == rules.IPv6 {
+			if _, err := removePassthrough6(ctx, nsPath); err != nil {
+				return fmt.Errorf("remove stale %s rules: %w", f, err)
+			}
 		}
 		if err := restore(ctx, nsPath, b, f, rules.CleanupPayload(st.present)); err != nil {
 			return fmt.Errorf("remove stale %s rules: %w", f, err)
@@ -231,6 +247,8 @@ type CleanupResult struct {
 	Removed int
 	// NamespaceGone is set when the namespace no longer existed: nothing to remove, and not an error.
 	NamespaceGone bool
+	// Passthrough6Removed: ::6/128 was ours and went from lo with our IPv6 rules (passthrough6.go).
+	Passthrough6Removed bool
 }
 
 // Cleanup removes every rule tagged with allocID, and the chains only those rules filled, from both backends
@@ -251,6 +269,13 @@ func Cleanup(ctx context.Context, nsPath, allocID string) (CleanupResult, error)
 		p := rules.CleanupPayload(st.present)
 		if p == "" {
 			return nil
+		}
+		if f == rules.IPv6 {
+			removed, err := removePassthrough6(ctx, nsPath)
+			if err != nil {
+				return err
+			}
+			res.Passthrough6Removed = res.Passthrough6Removed || removed
 		}
 		if err := restore(ctx, nsPath, b, f, p); err != nil {
 			return err

@@ -81,6 +81,12 @@ func realPacketsIPv6(t *testing.T, backend BackendName) {
 	if len(reps) != 2 || reps[1].Family != rules.IPv6 || reps[1].Backend != backend || reps[1].Rules == 0 {
 		t.Fatalf("reports %v", reps)
 	}
+	if !reps[1].Passthrough6Added || !strings.Contains(reps[1].String(), "::6/128 added to lo") {
+		t.Errorf("IPv6 report does not say ::6 was added to lo: %s", reps[1])
+	}
+	if present, ours, err := passthrough6State(ctx, pa); err != nil || !present || !ours {
+		t.Fatalf("::6/128 on lo after apply: present %v, ours %v, %v", present, ours, err)
+	}
 	mustf(t, Verify(ctx, pa, rs), "verify")
 
 	serveTCP(t, pa, "[::]:15001", "outbound")
@@ -110,6 +116,12 @@ func realPacketsIPv6(t *testing.T, backend BackendName) {
 		}
 	})
 	t.Run("dns to nameserver lands on 15053", func(t *testing.T) { dnsCaptured(t, pa, "[fd00:214::53]:53") })
+	t.Run("proxy uid from ::6 to the app's own address goes to the app", func(t *testing.T) {
+		// Envoy's inbound passthrough: bound to ::6 (which needs the address on lo), let through to the app.
+		if got := dialAsProxyFrom(t, pa, "[fd00:214::1]:8080", "::6"); !strings.HasPrefix(got, "app ") {
+			t.Errorf("uid 1337 from ::6 reached %q, want the app", got)
+		}
+	})
 
 	res, err := Cleanup(ctx, pa, allocA)
 	mustf(t, err, "cleanup")
@@ -119,5 +131,29 @@ func realPacketsIPv6(t *testing.T, backend BackendName) {
 	}
 	if res.Removed != want {
 		t.Errorf("cleanup removed %d rules, want both families' %d", res.Removed, want)
+	}
+	if present, _, err := passthrough6State(ctx, pa); err != nil || present || !res.Passthrough6Removed {
+		t.Errorf("::6/128 after cleanup: present %v (%v), reported removed %v", present, err, res.Passthrough6Removed)
+	}
+}
+
+// TestPassthrough6NotOursIsKept: an ::6 on lo that the driver did not add (Istio's, an operator's: no nodad
+// flag) is used as it is and stays after cleanup.
+func TestPassthrough6NotOursIsKept(t *testing.T) {
+	requireRoot(t)
+	ctx := testCtx(t)
+	name, path := newNS(t)
+	sh(t, "ip", "-n", name, "link", "set", "lo", "up")
+	sh(t, "ip", "-n", name, "addr", "add", "::6/128", "dev", "lo")
+	rs := build(t, rules.Spec{}, rules.Env{HasIPv6: true}, allocA)
+	reps, err := Apply(ctx, path, rs)
+	mustf(t, err, "apply")
+	if len(reps) != 2 || reps[1].Passthrough6Added {
+		t.Errorf("reports %v: ::6 was already there", reps)
+	}
+	res, err := Cleanup(ctx, path, allocA)
+	mustf(t, err, "cleanup")
+	if present, ours, err := passthrough6State(ctx, path); err != nil || !present || ours || res.Passthrough6Removed {
+		t.Errorf("the pre-existing ::6: present %v, ours %v (%v); cleanup says removed %v", present, ours, err, res.Passthrough6Removed)
 	}
 }

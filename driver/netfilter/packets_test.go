@@ -17,11 +17,14 @@ import (
 
 // dialEnv makes the test binary act as a client: dial the address, print the first reply line, exit. It is
 // how the test runs a connecting process under the proxy's UID inside the namespace.
-const dialEnv = "ISC_TEST_DIAL"
+const (
+	dialEnv     = "ISC_TEST_DIAL"
+	dialFromEnv = "ISC_TEST_DIAL_FROM" // optional source address
+)
 
 func TestMain(m *testing.M) {
 	if addr := os.Getenv(dialEnv); addr != "" {
-		reply, err := dialTCP(addr)
+		reply, err := dialTCP(addr, os.Getenv(dialFromEnv))
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
@@ -32,8 +35,12 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func dialTCP(addr string) (string, error) {
-	c, err := net.DialTimeout("tcp", addr, 3*time.Second)
+func dialTCP(addr, from string) (string, error) {
+	d := net.Dialer{Timeout: 3 * time.Second}
+	if from != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(from)}
+	}
+	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		return "", err
 	}
@@ -93,7 +100,7 @@ func originalDst(c net.Conn) string {
 func dialIn(t *testing.T, nsPath, addr string) string {
 	t.Helper()
 	var reply string
-	mustf(t, inNS(nsPath, func() (err error) { reply, err = dialTCP(addr); return err }), "dial %s", addr)
+	mustf(t, inNS(nsPath, func() (err error) { reply, err = dialTCP(addr, ""); return err }), "dial %s", addr)
 	return strings.TrimSpace(reply)
 }
 
@@ -152,9 +159,14 @@ func proxyUIDGoesDirect(t *testing.T, pa, addr string) {
 // dialAsProxy dials addr from namespace pa in a child running as the proxy's UID and GID 1337, and returns
 // the reply line.
 func dialAsProxy(t *testing.T, pa, addr string) string {
+	return dialAsProxyFrom(t, pa, addr, "")
+}
+
+// dialAsProxyFrom is dialAsProxy from a given source address, as Envoy's passthrough clusters bind one.
+func dialAsProxyFrom(t *testing.T, pa, addr, from string) string {
 	self := copyExecutable(t)
 	cmd := exec.Command(self)
-	cmd.Env = []string{dialEnv + "=" + addr}
+	cmd.Env = []string{dialEnv + "=" + addr, dialFromEnv + "=" + from}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 1337, Gid: 1337}}
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
