@@ -114,18 +114,26 @@ func (p *proxy) handleTransparent(t transparentListener, c *net.TCPConn) {
 	splice(c, up.(*net.TCPConn))
 }
 
-// inboundPassthroughSource is the address Envoy binds its inbound passthrough connections to (Istio's
-// InboundPassthroughBindIpv4): Istio's rules let traffic from it on loopback go straight to the app
-// (`-A ISTIO_OUTPUT -s 127.0.0.6/32 -o lo -j RETURN`); without it, the proxy user's connection to the app's own
-// address would be captured again into 15006.
-var inboundPassthroughSource = netip.MustParseAddr("127.0.0.6")
+// inboundPassthroughSource and inboundPassthroughSource6 are the addresses Envoy binds its inbound passthrough
+// connections to (Istio's InboundPassthroughBindIpv4 and Ipv6): Istio's rules let traffic from them on loopback
+// go straight to the app (`-A ISTIO_OUTPUT -s 127.0.0.6/32 -o lo -j RETURN`, and ::6/128 likewise); without
+// that, the proxy user's connection to the app's own address would be captured again into 15006. ::6 exists
+// only because the interception adds it to lo, as Istio's does.
+var (
+	inboundPassthroughSource  = netip.MustParseAddr("127.0.0.6")
+	inboundPassthroughSource6 = netip.MustParseAddr("::6")
+)
 
-// upstreamDialer dials the original destination as Envoy's passthrough clusters do: inbound IPv4 connections
-// from 127.0.0.6, everything else from whatever the kernel picks.
+// upstreamDialer dials the original destination as Envoy's passthrough clusters do: inbound connections from
+// 127.0.0.6 or ::6, outbound ones from whatever the kernel picks.
 func upstreamDialer(t transparentListener, orig netip.AddrPort) *net.Dialer {
 	d := &net.Dialer{Timeout: upstreamConnectTimeout}
-	if t.inbound && orig.Addr().Is4() {
-		d.LocalAddr = &net.TCPAddr{IP: inboundPassthroughSource.AsSlice()}
+	if t.inbound {
+		src := inboundPassthroughSource
+		if !orig.Addr().Unmap().Is4() {
+			src = inboundPassthroughSource6
+		}
+		d.LocalAddr = &net.TCPAddr{IP: src.AsSlice()}
 	}
 	return d
 }
