@@ -26,8 +26,18 @@ func TestHostMode_NodeStaysReadyWhenEnvoyDies(t *testing.T) {
 	agent.Register(t, agent.ParseJobVars(t, harness.ExampleFile(t, hostExample), id, vars))
 	alloc := agent.WaitAlloc(t, id, api.AllocClientStatusRunning)
 	agent.WaitTaskState(t, alloc.ID, proxyTask, harness.TaskStateRunning)
-	if tagged := harness.SnapshotRules(t, "").Tagged(); len(tagged) == 0 {
+	tagged := harness.SnapshotRules(t, "").Tagged()
+	if len(tagged) == 0 {
 		t.Fatalf("no interception rules in the host namespace while the host-mode sidecar runs")
+	}
+	// A host with a global IPv6 address is captured in IPv6 too, and then needs Istio's ::6 on lo (ours: nodad);
+	// guardHost checks that it goes again.
+	if containsSubstring(tagged, "ip6tables-save ") {
+		if lo := loAddrs(t); !strings.Contains(lo, " ::6/128 scope global nodad ") {
+			t.Errorf("IPv6 rules in the host namespace but no ::6/128 of ours on lo:\n%s", lo)
+		}
+	} else {
+		t.Logf("the host has no global IPv6 address: IPv6 interception and ::6 not exercised")
 	}
 	pilot, envoy := proxyPIDs(t, agent, alloc.ID)
 

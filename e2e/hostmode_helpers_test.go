@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -42,7 +43,17 @@ func guardHost(t *testing.T) {
 	if tagged := before.Tagged(); len(tagged) > 0 {
 		t.Fatalf("the host namespace already holds interception rules before the test:\n%s", strings.Join(tagged, "\n"))
 	}
+	loBefore := loAddrs(t)
 	t.Cleanup(func() {
+		// Where the host has IPv6 the driver adds Istio's ::6/128 to lo, and must take it away again.
+		if loAfter := loAddrs(t); loAfter != loBefore {
+			t.Errorf("the host's loopback addresses differ from before the test:\n--- before\n%s\n--- after\n%s", loBefore, loAfter)
+			if !strings.Contains(loBefore, " ::6/128 ") && strings.Contains(loAfter, " ::6/128 ") {
+				if out, err := exec.Command("ip", "-6", "addr", "del", "::6/128", "dev", "lo").CombinedOutput(); err != nil {
+					t.Errorf("removing ::6/128 from lo: %v: %s", err, out)
+				}
+			}
+		}
 		after := harness.SnapshotRules(t, "")
 		// Other agents on this host (parallel tests, a demo) add and remove their bridge networking rules.
 		if diff := before.WithoutNomadNetworking().Diff(after.WithoutNomadNetworking()); diff != nil {
@@ -63,6 +74,21 @@ func guardHost(t *testing.T) {
 			}
 		}
 	})
+}
+
+// loAddrs lists the host's loopback addresses, one per line, with their flags and without lifetimes.
+func loAddrs(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("ip", "-o", "addr", "show", "dev", "lo").Output()
+	if err != nil {
+		t.Fatalf("ip addr show dev lo: %v", err)
+	}
+	var lines []string
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		l, _, _ = strings.Cut(l, "\\")
+		lines = append(lines, strings.Join(strings.Fields(l), " ")+" ")
+	}
+	return strings.Join(lines, "\n")
 }
 
 // hostVars are the host example's variables for a scenario: a free port for the app, captured inbound, and an
