@@ -175,16 +175,18 @@ func (d *Driver) ruleDefaults() rules.Defaults {
 	return def
 }
 
-// applyRules installs the ruleset and reports each family as a task event.
-func (d *Driver) applyRules(ctx context.Context, cfg *drivers.TaskConfig, rs rules.Ruleset) error {
+// applyRules installs the ruleset and reports each family as a task event. found says whether the allocation's
+// rules were already there (a restart within the grace period).
+func (d *Driver) applyRules(ctx context.Context, cfg *drivers.TaskConfig, rs rules.Ruleset) (found bool, err error) {
 	reports, err := netfilter.Apply(ctx, netnsOf(cfg), rs)
 	if err != nil {
-		return fmt.Errorf("installing the interception rules: %w", err)
+		return false, fmt.Errorf("installing the interception rules: %w", err)
 	}
 	for _, r := range reports {
 		d.emit(cfg, "%s", r.String())
+		found = found || r.Found
 	}
-	return nil
+	return found, nil
 }
 
 func netnsOf(cfg *drivers.TaskConfig) string {

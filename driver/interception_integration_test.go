@@ -172,6 +172,37 @@ func TestInterception_SurvivesACrashThenGoesAfterTheGracePeriod(t *testing.T) {
 	})
 }
 
+// A restart that fails (its Envoy never gets ready) leaves the allocation's rules as they were, since the app
+// still relies on them, and the grace period then takes them away as after any exit.
+func TestInterception_FailedRestartKeepsTheRulesForTheGracePeriod(t *testing.T) {
+	t.Parallel()
+	b := integration(t)
+	b.needStandin(t, "crash")
+	td := newTestDriver(t, b, func(c *Config) { c.InterceptionGracePeriod = "3s" })
+	netns := newNetns(t)
+	cfg := td.newTask(t, netns, `readiness_timeout = "1s"`,
+		map[string]string{"STANDIN_ENVOY_MODE": "crash", "STANDIN_ENVOY_CRASH_AFTER": "500ms"})
+	td.start(t, cfg)
+	rulesBefore := ourRules(saveIn(t, netns), cfg.AllocID)
+	waitResult(t, td, cfg.ID)
+	if err := td.DestroyTask(cfg.ID, true); err != nil {
+		t.Fatal(err)
+	}
+
+	restart := *cfg
+	restart.ID = cfg.ID + "-2"
+	restart.Env = map[string]string{"STANDIN_ENVOY_MODE": "never-ready"}
+	if _, _, err := td.StartTask(&restart); err == nil {
+		t.Fatal("a restart whose Envoy never gets ready succeeded")
+	}
+	if n := ourRules(saveIn(t, netns), cfg.AllocID); n != rulesBefore {
+		t.Fatalf("the failed restart changed the rules: %d before, %d after", rulesBefore, n)
+	}
+	waitFor(t, 15*time.Second, "the rules to be removed after the grace period", func() bool {
+		return ourRules(saveIn(t, netns), cfg.AllocID) == 0
+	})
+}
+
 func TestInterception_DriftIsRestored(t *testing.T) {
 	t.Parallel()
 	b := integration(t)

@@ -111,22 +111,24 @@ func (d *Driver) intercept(cfg *drivers.TaskConfig, rs rules.Ruleset) (undo func
 	defer unlock()
 	ctx, cancel := context.WithTimeout(d.ctx, time.Minute)
 	defer cancel()
-	owners, err := netfilter.Owners(ctx, netns)
-	if err != nil {
-		// Recoverable, as every failure below: the xtables lock or another allocation's lock may clear.
-		return nil, structs.NewRecoverableError(fmt.Errorf("reading the interception rules in place: %w", err), true)
-	}
-	fresh := !slices.Contains(owners, allocID) && !d.allocs.held(allocID)
+	// A start that fails gives back what it took: all of it if the allocation had nothing here before, but
+	// a restart's rules, which the app relies on while the sidecar is down, only after the grace period.
+	held := d.allocs.held(allocID)
 	if host {
 		if _, err := d.hostLock().acquire(allocID); err != nil {
+			// Recoverable, as every failure below: the xtables lock or another allocation's lock may clear.
 			return nil, structs.NewRecoverableError(err, true)
 		}
 	}
 	d.allocs.hold(allocID, netns, host)
-	if err := d.applyRules(ctx, cfg, rs); err != nil {
-		d.undoIntercept(allocID, fresh)
+	found, err := d.applyRules(ctx, cfg, rs)
+	if err != nil {
+		// Apply leaves the namespace as it was; only this rare path needs to look at what that was.
+		owners, oerr := netfilter.Owners(ctx, netns)
+		d.undoIntercept(allocID, oerr == nil && !slices.Contains(owners, allocID) && !held)
 		return nil, structs.NewRecoverableError(err, true)
 	}
+	fresh := !found && !held
 	return func() {
 		unlock := d.allocs.lock(allocID)
 		defer unlock()

@@ -28,7 +28,7 @@ func TestApplyVerifyCleanup(t *testing.T) {
 			dns := build(t, rules.Spec{DNSCapture: true, InterceptionMode: "TPROXY", ExcludeInterfaces: []string{"eth9"}}, dnsEnv, allocA)
 			reps, err := Apply(ctx, path, dns)
 			mustf(t, err, "apply")
-			if len(reps) != 2 || reps[0].Backend != backend || !reps[0].Changed || reps[0].Rules == 0 {
+			if len(reps) != 2 || reps[0].Backend != backend || !reps[0].Changed || reps[0].Found || reps[0].Rules == 0 {
 				t.Fatalf("reports %+v", reps)
 			}
 			t.Log(reps[0], "|", reps[1])
@@ -40,8 +40,8 @@ func TestApplyVerifyCleanup(t *testing.T) {
 			}
 			reps, err = Apply(ctx, path, dns)
 			mustf(t, err, "re-apply")
-			if reps[0].Changed || reps[1].Changed {
-				t.Errorf("re-apply changed something: %+v", reps)
+			if reps[0].Changed || reps[1].Changed || !reps[0].Found || !reps[1].Found {
+				t.Errorf("re-apply changed something, or did not find our rules: %+v", reps)
 			}
 			if after := saveAll(t, name, backend); after != applied {
 				t.Errorf("re-apply changed iptables-save:\n%s\nvs\n%s", applied, after)
@@ -215,7 +215,7 @@ func TestApplyFresh(t *testing.T) {
 
 			reps, err := Apply(ctx, path, rs)
 			mustf(t, err, "fresh apply")
-			if len(reps) != 1 || !reps[0].Changed || reps[0].Backend != backend {
+			if len(reps) != 1 || !reps[0].Changed || reps[0].Found || reps[0].Backend != backend {
 				t.Fatalf("reports %+v", reps)
 			}
 			mustf(t, Verify(ctx, path, rs), "verify fresh apply")
@@ -233,8 +233,8 @@ func TestApplyFresh(t *testing.T) {
 			}
 			reps, err = Apply(ctx, path, rs)
 			mustf(t, err, "re-apply")
-			if reps[0].Changed {
-				t.Errorf("re-apply changed something: %+v", reps)
+			if reps[0].Changed || !reps[0].Found {
+				t.Errorf("re-apply changed something, or did not find our rules: %+v", reps)
 			}
 			changed := build(t, rules.Spec{ExcludeOutboundPorts: []string{"5432"}}, rules.Env{}, allocA)
 			_, err = Apply(ctx, path, changed)
@@ -247,8 +247,8 @@ func TestApplyFresh(t *testing.T) {
 			}
 			reps, err = Apply(ctx, path, changed)
 			mustf(t, err, "apply after everything was removed")
-			if !reps[0].Changed {
-				t.Errorf("apply after removal reports nothing changed")
+			if !reps[0].Changed || reps[0].Found {
+				t.Errorf("apply after removal: %+v, want changed and nothing of ours found", reps)
 			}
 			mustf(t, Verify(ctx, path, changed), "verify after re-install")
 

@@ -27,6 +27,7 @@ type Report struct {
 	Family   rules.Family
 	Rules    int
 	Changed  bool // false when the namespace already held exactly this ruleset
+	Found    bool // the family held rules of this owner before this apply (a restart, a changed ruleset)
 	Duration time.Duration
 	// Routing is the family's TPROXY policy routing (see routing.go); nil when the family has none and none
 	// was removed.
@@ -175,6 +176,7 @@ func applyFamily(ctx context.Context, nsPath string, b Backend, rs rules.Ruleset
 		}
 		if attempt == 0 {
 			first = before
+			rep.Found = !first.present.Empty()
 		}
 		if err = before.saved.CheckOwner(rs.Owner); err != nil {
 			return rep, noop, fmt.Errorf("%s: %w", f, err)
