@@ -123,8 +123,12 @@ func (d *Driver) intercept(cfg *drivers.TaskConfig, rs rules.Ruleset) (undo func
 	d.allocs.hold(allocID, netns, host)
 	found, err := d.applyRules(ctx, cfg, rs)
 	if err != nil {
-		// Apply leaves the namespace as it was; only this rare path needs to look at what that was.
-		owners, oerr := netfilter.Owners(ctx, netns)
+		// Apply leaves the namespace as it was, or says its undo failed; either way what is there now decides,
+		// and only this rare path needs to look. Its own deadline: Apply may have failed on running out of
+		// ctx's. A read that fails counts as finding the rules, which keeps them for the grace period.
+		rctx, rcancel := context.WithTimeout(d.ctx, 30*time.Second)
+		defer rcancel()
+		owners, oerr := netfilter.Owners(rctx, netns)
 		d.undoIntercept(allocID, oerr == nil && !slices.Contains(owners, allocID) && !held)
 		return nil, structs.NewRecoverableError(err, true)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -215,7 +216,7 @@ func TestApplyFresh(t *testing.T) {
 
 			reps, err := Apply(ctx, path, rs)
 			mustf(t, err, "fresh apply")
-			if len(reps) != 1 || !reps[0].Changed || reps[0].Found || reps[0].Backend != backend {
+			if len(reps) != 1 || !reps[0].Changed || reps[0].Found || !reps[0].Fresh || reps[0].Backend != backend {
 				t.Fatalf("reports %+v", reps)
 			}
 			mustf(t, Verify(ctx, path, rs), "verify fresh apply")
@@ -241,14 +242,15 @@ func TestApplyFresh(t *testing.T) {
 			mustf(t, err, "apply a changed ruleset over ours")
 			mustf(t, Verify(ctx, path, changed), "verify changed ruleset")
 
-			// Drift that took everything away: the fresh path puts it back.
+			// Drift that took everything away behind the driver's back: not known clean, so the reading path
+			// puts it back.
 			if n, err := removeTagged(ctx, path, b); err != nil || n == 0 {
 				t.Fatalf("removing our rules by hand: %d, %v", n, err)
 			}
 			reps, err = Apply(ctx, path, changed)
 			mustf(t, err, "apply after everything was removed")
-			if !reps[0].Changed || reps[0].Found {
-				t.Errorf("apply after removal: %+v, want changed and nothing of ours found", reps)
+			if !reps[0].Changed || reps[0].Found || reps[0].Fresh {
+				t.Errorf("apply after removal: %+v, want changed by the reading path, nothing of ours found", reps)
 			}
 			mustf(t, Verify(ctx, path, changed), "verify after re-install")
 
@@ -257,7 +259,62 @@ func TestApplyFresh(t *testing.T) {
 			if after := saveAll(t, name, backend); after != before {
 				t.Errorf("cleanup did not restore the prior state:\n--- before\n%s\n--- after\n%s", before, after)
 			}
+			// A cleanup that read everything and left nothing tagged makes the next install fresh again.
+			reps, err = Apply(ctx, path, rs)
+			mustf(t, err, "apply after cleanup")
+			if !reps[0].Fresh {
+				t.Errorf("apply after a complete cleanup read the namespace first: %+v", reps)
+			}
+			_, err = Cleanup(ctx, path, allocA)
+			mustf(t, err, "second cleanup")
 		})
+	}
+}
+
+// TestApplyFreshNotOverLeftovers: tagged rules left in a table the fresh payload does not write (a cleanup
+// that failed after its first table) keep Apply on the reading path: another allocation's make it refuse, our
+// own are replaced.
+func TestApplyFreshNotOverLeftovers(t *testing.T) {
+	requireRoot(t)
+	ctx := testCtx(t)
+	leftover := func(alloc string) string {
+		return "*raw\n:ISTIO_OUTPUT_DNS - [0:0]\n-A OUTPUT -p udp -m udp --dport 53 -m comment --comment \"" +
+			rules.TagPrefix + alloc + "\" -j ISTIO_OUTPUT_DNS\nCOMMIT\n"
+	}
+	rs := build(t, rules.Spec{}, rules.Env{}, allocA)
+	// Planted before the driver first looks at the namespace, as a failed cleanup would have left them.
+	plant := func(nsName, alloc string) {
+		cmd := exec.Command("ip", "netns", "exec", nsName, "iptables-nft-restore", "--noflush")
+		cmd.Stdin = strings.NewReader(leftover(alloc))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("planting a leftover: %v: %s", err, out)
+		}
+	}
+
+	otherName, other := newNS(t)
+	plant(otherName, allocB)
+	if _, err := Apply(ctx, other, rs); !errors.Is(err, rules.ErrOtherOwner) {
+		t.Errorf("apply over another allocation's leftover in raw: %v, want ErrOtherOwner", err)
+	}
+
+	ownName, own := newNS(t)
+	plant(ownName, allocA)
+	reps, err := Apply(ctx, own, rs)
+	mustf(t, err, "apply over our own leftover")
+	if reps[0].Fresh || !reps[0].Found {
+		t.Errorf("reports %+v: want the reading path, finding our leftover", reps)
+	}
+	mustf(t, Verify(ctx, own, rs), "verify after replacing our leftover")
+}
+
+// TestOwnersCutShortIsAnError: a read stopped by its context is not "no rules here".
+func TestOwnersCutShortIsAnError(t *testing.T) {
+	requireRoot(t)
+	_, path := newNS(t)
+	ctx, cancel := context.WithCancel(testCtx(t))
+	cancel()
+	if owners, err := Owners(ctx, path); err == nil {
+		t.Fatalf("Owners with a cancelled context: %v and no error", owners)
 	}
 }
 

@@ -83,13 +83,21 @@ func probeBackendUncached(ctx context.Context, name BackendName) (Backend, bool)
 	return Backend{Name: name, Version: versionPattern.FindString(out), prefix: prefix}, true
 }
 
-// detector caches one detection per namespace (path plus inode, so a recreated namespace is detected again).
+// detector caches one detection per namespace (path plus inode, so a recreated namespace is detected again),
+// and whether the namespace is known to hold none of anyone's tagged rules (see fresh.go).
 type detector struct {
 	mu    sync.Mutex
-	cache map[string]Backend
+	cache map[string]*nsInfo
 }
 
-var defaultDetector = &detector{cache: map[string]Backend{}}
+type nsInfo struct {
+	backend Backend
+	// clean: the last full read of the namespace (detection, or a Cleanup that read every backend and family
+	// and removed all it found) saw no tagged rule of any allocation, and no Apply has run since.
+	clean bool
+}
+
+var defaultDetector = &detector{cache: map[string]*nsInfo{}}
 
 func nsKey(nsPath string) string {
 	if nsPath == "" {
@@ -105,42 +113,69 @@ func nsKey(nsPath string) string {
 // Detect picks the backend for a namespace as Istio and Kuma do: the flavour that already holds rules there
 // wins (legacy only when it alone does); otherwise the flavour the system's `iptables` is.
 func Detect(ctx context.Context, nsPath string) (Backend, error) {
-	return defaultDetector.detect(ctx, nsPath)
-}
-
-func (d *detector) detect(ctx context.Context, nsPath string) (Backend, error) {
-	key := nsKey(nsPath)
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if b, ok := d.cache[key]; ok {
-		return b, nil
-	}
-	b, err := detectUncached(ctx, nsPath)
+	info, err := defaultDetector.detect(ctx, nsPath)
 	if err != nil {
 		return Backend{}, err
 	}
-	if err := checkNat(ctx, nsPath, b); err != nil {
-		return Backend{}, err
-	}
-	d.cache[key] = b
-	return b, nil
+	return info.backend, nil
 }
 
-func detectUncached(ctx context.Context, nsPath string) (Backend, error) {
+func (d *detector) detect(ctx context.Context, nsPath string) (nsInfo, error) {
+	key := nsKey(nsPath)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if info, ok := d.cache[key]; ok {
+		return *info, nil
+	}
+	b, clean, err := detectUncached(ctx, nsPath)
+	if err != nil {
+		return nsInfo{}, err
+	}
+	if err := checkNat(ctx, nsPath, b); err != nil {
+		return nsInfo{}, err
+	}
+	d.cache[key] = &nsInfo{backend: b, clean: clean}
+	return *d.cache[key], nil
+}
+
+// takeClean reports whether the namespace is known to be clean and forgets it: the caller is about to apply.
+func (d *detector) takeClean(nsPath string) bool {
+	key := nsKey(nsPath)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	info, ok := d.cache[key]
+	if !ok {
+		return false
+	}
+	clean := info.clean
+	info.clean = false
+	return clean
+}
+
+// markClean records a full read that found the namespace holding no tagged rule (after what it removed).
+func (d *detector) markClean(nsPath string) {
+	key := nsKey(nsPath)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if info, ok := d.cache[key]; ok {
+		info.clean = true
+	}
+}
+
+func detectUncached(ctx context.Context, nsPath string) (b Backend, clean bool, err error) {
 	if nsPath != "" {
 		if _, err := os.Stat(nsPath); err != nil {
-			return Backend{}, fmt.Errorf("%w: %s", ErrNamespaceGone, nsPath)
+			return Backend{}, false, fmt.Errorf("%w: %s", ErrNamespaceGone, nsPath)
 		}
 	}
-	nft, hasNFT := probeBackend(ctx, NFTables)
-	legacy, hasLegacy := probeBackend(ctx, Legacy)
-	switch {
-	case !hasNFT && !hasLegacy:
-		return Backend{}, fmt.Errorf("%w: neither iptables-nft nor iptables-legacy is installed", ErrMissingSupport)
-	case !hasNFT:
-		return legacy, nil
-	case !hasLegacy:
-		return nft, nil
+	var installed []Backend
+	for _, name := range []BackendName{NFTables, Legacy} {
+		if b, ok := probeBackend(ctx, name); ok {
+			installed = append(installed, b)
+		}
+	}
+	if len(installed) == 0 {
+		return Backend{}, false, fmt.Errorf("%w: neither iptables-nft nor iptables-legacy is installed", ErrMissingSupport)
 	}
 	// What the system's `iptables` is decides only for a namespace without rules, but is asked alongside the
 	// saves rather than after them: a new namespace is detected on every allocation's start.
@@ -149,35 +184,48 @@ func detectUncached(ctx context.Context, nsPath string) (Backend, error) {
 		out, err := run(ctx, "", "", "iptables", "--version")
 		sysLegacy <- err == nil && strings.Contains(out, "legacy")
 	}()
-	counts := countRules(ctx, nsPath, nft, legacy)
+	counts, ok := countRules(ctx, nsPath, installed...)
 	legacyDefault := <-sysLegacy
-	switch {
-	case counts[NFTables] > 0:
-		return nft, nil
-	case counts[Legacy] > 0, legacyDefault:
-		return legacy, nil
+	clean = ok && counts.tagged == 0
+	if len(installed) == 1 {
+		return installed[0], clean, nil
 	}
-	return nft, nil
+	nft, legacy := installed[0], installed[1]
+	switch {
+	case counts.rules[NFTables] > 0:
+		return nft, clean, nil
+	case counts.rules[Legacy] > 0, legacyDefault:
+		return legacy, clean, nil
+	}
+	return nft, clean, nil
 }
 
-// countRules counts each backend's rules in the namespace, every save at once.
-func countRules(ctx context.Context, nsPath string, backends ...Backend) map[BackendName]int {
+// ruleCounts is what detection reads: each backend's rules, and how many of all of them carry our tag.
+type ruleCounts struct {
+	rules  map[BackendName]int
+	tagged int
+}
+
+// countRules counts each backend's rules in the namespace, every save at once. ok is false when a save failed.
+func countRules(ctx context.Context, nsPath string, backends ...Backend) (ruleCounts, bool) {
 	keys := savesFor(nsPath, backends...)
-	counts := make([]int, len(keys))
+	outs := make([]string, len(keys))
+	errs := make([]error, len(keys))
 	var wg sync.WaitGroup
 	for i, k := range keys {
-		wg.Go(func() {
-			if out, err := run(ctx, nsPath, "", k.backend.saveArgv(k.family)...); err == nil {
-				counts[i] = strings.Count(out, "\n-A ")
-			}
-		})
+		wg.Go(func() { outs[i], errs[i] = run(ctx, nsPath, "", k.backend.saveArgv(k.family)...) })
 	}
 	wg.Wait()
-	n := map[BackendName]int{}
+	c, ok := ruleCounts{rules: map[BackendName]int{}}, true
 	for i, k := range keys {
-		n[k.backend.Name] += counts[i]
+		if errs[i] != nil {
+			ok = false
+			continue
+		}
+		c.rules[k.backend.Name] += strings.Count(outs[i], "\n-A ")
+		c.tagged += strings.Count(outs[i], rules.TagPrefix)
 	}
-	return n
+	return c, ok
 }
 
 // checkNat fails early, with a clear message, when the nat table cannot be used in the namespace.

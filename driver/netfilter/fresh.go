@@ -8,14 +8,21 @@ import (
 	"github.com/istio-sidecar/istio-sidecar/driver/rules"
 )
 
-// applyFresh is Apply's first try: each family's FreshPayload, restored without reading the namespace first.
-// It is what a new allocation's namespace meets, so most starts pay one process per family instead of a save
-// and a restore. ok is false, with the namespace as it was, when a family cannot be written that way or its
-// transaction fails (our chains exist: a restart, a changed ruleset, drift; or anything else): Apply then takes
-// the reading path, which also reports any real error properly.
+// applyFresh is Apply's first try on a namespace known to be clean: each family's FreshPayload, restored
+// without reading the namespace first. It is what a new allocation's namespace meets, so most starts pay one
+// process per family instead of a save and a restore. ok is false, with the namespace as it was, when a
+// family cannot be written that way or its transaction fails (our chains exist after all; or anything else):
+// Apply then takes the reading path, which also reports any real error properly.
 //
-// There is no stale family to sweep after a fresh install: our rules only ever come and go with their chains,
-// so a family without them was not ours before either (Cleanup reads every family by tag in any case).
+// "Known to be clean" (the detector's flag) means the last full read of the namespace, by detection or by a
+// Cleanup that read every backend and family, found no tagged rule of anyone's, and no Apply ran since. The -N
+// lines prove only that our chains are absent from the one table the payload writes; the flag covers the
+// rest: tagged leftovers in other tables (a cleanup that failed after its first table committed), another
+// allocation's rules. What it cannot see is another process (the operator CLI, a second plugin) changing the
+// namespace behind this one's back, short of creating our chains, which -N does catch.
+//
+// There is no stale family to sweep after a fresh install, for the same reason.
+//
 // err is set only when a family installed here could not be taken out again after a later one failed. undo
 // takes out what it installed.
 func applyFresh(ctx context.Context, nsPath string, b Backend, rs rules.Ruleset) (reports []Report, undo func() error, ok bool, err error) {
@@ -37,7 +44,7 @@ func applyFresh(ctx context.Context, nsPath string, b Backend, rs rules.Ruleset)
 			return nil, nil, false, nil
 		}
 		reports = append(reports, Report{Backend: b.Name, Version: b.Version, Family: fr.Family,
-			Rules: fr.RuleCount(), Changed: true, Duration: time.Since(start)})
+			Rules: fr.RuleCount(), Changed: true, Fresh: true, Duration: time.Since(start)})
 	}
 	return reports, func() error { return removeOwn(ctx, nsPath, b, rs.Owner, rs.Families) }, true, nil
 }

@@ -28,6 +28,7 @@ type Report struct {
 	Rules    int
 	Changed  bool // false when the namespace already held exactly this ruleset
 	Found    bool // the family held rules of this owner before this apply (a restart, a changed ruleset)
+	Fresh    bool // installed without reading the namespace first (fresh.go)
 	Duration time.Duration
 	// Routing is the family's TPROXY policy routing (see routing.go); nil when the family has none and none
 	// was removed.
@@ -74,10 +75,12 @@ func Apply(ctx context.Context, nsPath string, rs rules.Ruleset) ([]Report, erro
 	if err != nil {
 		return nil, err
 	}
-	if reports, undo, ok, err := applyFresh(ctx, nsPath, b, rs); err != nil {
-		return nil, err
-	} else if ok {
-		return withPassthrough6(ctx, nsPath, reports, undo)
+	if defaultDetector.takeClean(nsPath) {
+		if reports, undo, ok, err := applyFresh(ctx, nsPath, b, rs); err != nil {
+			return nil, err
+		} else if ok {
+			return withPassthrough6(ctx, nsPath, reports, undo)
+		}
 	}
 	// One read per family serves the stale-routing check, the first attempt of each family and the
 	// stale-family sweep: every extra iptables-save or ip process is paid on every start.
@@ -231,6 +234,15 @@ func Verify(ctx context.Context, nsPath string, rs rules.Ruleset) error {
 		if d := rs.Diff(fr.Family, st.present); len(d) > 0 {
 			return fmt.Errorf("%w (%s backend): %s", ErrDrift, b.Name, strings.Join(d, "; "))
 		}
+		if fr.Family == rules.IPv6 {
+			present, _, err := passthrough6State(ctx, nsPath)
+			if err != nil {
+				return err
+			}
+			if !present {
+				return fmt.Errorf("%w: %s missing from lo", ErrDrift, Passthrough6)
+			}
+		}
 		if mark, ok := wantedMark(rs, fr.Family); ok {
 			missing, err := checkRouting(ctx, nsPath, fr.Family, mark)
 			if err != nil {
@@ -262,7 +274,11 @@ func Cleanup(ctx context.Context, nsPath, allocID string) (CleanupResult, error)
 		return CleanupResult{}, err
 	}
 	var res CleanupResult
+	others := false
 	err := forEachState(ctx, nsPath, owner, func(b Backend, f rules.Family, st familyState) error {
+		for _, o := range st.saved.Owners() {
+			others = others || o != allocID
+		}
 		if marks := presentMarks(st.present); len(marks) > 0 && haveIP() {
 			if _, _, err := removeRouting(ctx, nsPath, f, marks); err != nil {
 				return err
@@ -287,6 +303,10 @@ func Cleanup(ctx context.Context, nsPath, allocID string) (CleanupResult, error)
 	})
 	if errors.Is(err, ErrNamespaceGone) {
 		return CleanupResult{NamespaceGone: true}, nil
+	}
+	if err == nil && !others {
+		// Every backend and family was read and what was tagged is gone: the next Apply may go fresh.
+		defaultDetector.markClean(nsPath)
 	}
 	return res, err
 }
@@ -320,6 +340,10 @@ func forEachState(ctx context.Context, nsPath string, owner rules.Owner, f func(
 		}
 	}
 	reads := readStates(ctx, nsPath, owner, savesFor(nsPath, backends...))
+	if err := ctx.Err(); err != nil {
+		// The saves were cut short, not unreadable: "no rules here" would be a guess.
+		return fmt.Errorf("reading the rules: %w", err)
+	}
 	for _, r := range reads {
 		if errors.Is(r.err, ErrNamespaceGone) {
 			return r.err

@@ -2,6 +2,7 @@ package netfilter
 
 import (
 	"encoding/binary"
+	"errors"
 	"net/netip"
 	"strings"
 	"syscall"
@@ -156,4 +157,29 @@ func TestPassthrough6NotOursIsKept(t *testing.T) {
 	if present, ours, err := passthrough6State(ctx, path); err != nil || !present || ours || res.Passthrough6Removed {
 		t.Errorf("the pre-existing ::6: present %v, ours %v (%v); cleanup says removed %v", present, ours, err, res.Passthrough6Removed)
 	}
+}
+
+// TestPassthrough6DriftIsSeen: ::6 taken off lo under running rules is drift (IPv6 inbound passthrough would
+// fail), and the next apply puts it back.
+func TestPassthrough6DriftIsSeen(t *testing.T) {
+	requireRoot(t)
+	ctx := testCtx(t)
+	name, path := newNS(t)
+	sh(t, "ip", "-n", name, "link", "set", "lo", "up")
+	rs := build(t, rules.Spec{}, rules.Env{HasIPv6: true}, allocA)
+	_, err := Apply(ctx, path, rs)
+	mustf(t, err, "apply")
+	mustf(t, Verify(ctx, path, rs), "verify")
+	sh(t, "ip", "-n", name, "addr", "del", "::6/128", "dev", "lo")
+	if err := Verify(ctx, path, rs); !errors.Is(err, ErrDrift) || !strings.Contains(err.Error(), "::6/128") {
+		t.Fatalf("verify without ::6: %v, want drift naming ::6/128", err)
+	}
+	reps, err := Apply(ctx, path, rs)
+	mustf(t, err, "re-apply")
+	if reps[0].Changed || reps[1].Changed || !reps[1].Passthrough6Added {
+		t.Errorf("re-apply %v: want the rules left alone and ::6 added back", reps)
+	}
+	mustf(t, Verify(ctx, path, rs), "verify after re-apply")
+	_, err = Cleanup(ctx, path, allocA)
+	mustf(t, err, "cleanup")
 }

@@ -48,8 +48,9 @@ func passthrough6State(ctx context.Context, nsPath string) (present, ours bool, 
 	}
 	for _, l := range links {
 		for _, a := range l.AddrInfo {
-			if a.Family == "inet6" && a.Local == "::6" && a.PrefixLen == 128 {
-				return true, a.NoDAD, nil
+			// Any prefix length binds ::6; only our own /128 with the flag is ours to remove.
+			if a.Family == "inet6" && a.Local == "::6" {
+				return true, a.NoDAD && a.PrefixLen == 128, nil
 			}
 		}
 	}
@@ -66,6 +67,9 @@ func addPassthrough6(ctx context.Context, nsPath string) (added bool, err error)
 		return false, err
 	}
 	if _, err := run(ctx, nsPath, "", "ip", "-6", "addr", "add", Passthrough6, "dev", "lo", "nodad"); err != nil {
+		if present, _, rerr := passthrough6State(ctx, nsPath); rerr == nil && present {
+			return false, nil // added by someone else in between
+		}
 		return false, fmt.Errorf("adding %s to lo: %w", Passthrough6, err)
 	}
 	return true, nil

@@ -70,6 +70,9 @@ func legacyInUse(nsPath string, f rules.Family) bool {
 	}
 	inUse := true
 	_ = inNS(nsPath, func() error {
+		if _, err := os.Stat("/proc/thread-self/net"); err != nil {
+			return nil // no per-thread view (kernels before 3.17): cannot tell, so read
+		}
 		data, err := os.ReadFile(name)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
