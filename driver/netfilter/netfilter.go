@@ -2,8 +2,8 @@
 // namespace with iptables-restore/iptables-save (argv only, never a shell). It imports nothing from Nomad.
 //
 // Each family is changed by one `iptables-restore --noflush` transaction built by the rules package from what
-// iptables-save shows (see rules/payload.go), or, for a namespace with nothing of ours yet, one that needs no
-// read because it fails whole otherwise (fresh.go). Apply is idempotent (a namespace already holding exactly the
+// iptables-save shows (see rules/payload.go), or, in a namespace known to hold no tagged rule, one that needs
+// no read because it fails whole otherwise (fresh.go). Apply is idempotent (a namespace already holding exactly the
 // ruleset is left alone), replaces a changed ruleset atomically, never names a rule that is not ours, and
 // undoes an applied family if a later one fails. Cleanup finds our rules by tag only. In TPROXY mode Apply also
 // installs Istio's policy routing (fwmark rule and local route in table 133) with the `ip` command, and
