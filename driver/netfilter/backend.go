@@ -208,22 +208,14 @@ type ruleCounts struct {
 
 // countRules counts each backend's rules in the namespace, every save at once. ok is false when a save failed.
 func countRules(ctx context.Context, nsPath string, backends ...Backend) (ruleCounts, bool) {
-	keys := savesFor(nsPath, backends...)
-	outs := make([]string, len(keys))
-	errs := make([]error, len(keys))
-	var wg sync.WaitGroup
-	for i, k := range keys {
-		wg.Go(func() { outs[i], errs[i] = run(ctx, nsPath, "", k.backend.saveArgv(k.family)...) })
-	}
-	wg.Wait()
 	c, ok := ruleCounts{rules: map[BackendName]int{}}, true
-	for i, k := range keys {
-		if errs[i] != nil {
+	for _, s := range runSaves(ctx, nsPath, savesFor(nsPath, backends...)) {
+		if s.err != nil {
 			ok = false
 			continue
 		}
-		c.rules[k.backend.Name] += strings.Count(outs[i], "\n-A ")
-		c.tagged += strings.Count(outs[i], rules.TagPrefix)
+		c.rules[s.backend.Name] += strings.Count(s.out, "\n-A ")
+		c.tagged += strings.Count(s.out, rules.TagPrefix)
 	}
 	return c, ok
 }

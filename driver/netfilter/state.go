@@ -20,6 +20,11 @@ type familyState struct {
 
 func readState(ctx context.Context, nsPath string, b Backend, f rules.Family, owner rules.Owner) (familyState, error) {
 	out, err := run(ctx, nsPath, "", b.saveArgv(f)...)
+	return parseState(f, out, err, owner)
+}
+
+// parseState turns one save's outcome into the family's state.
+func parseState(f rules.Family, out string, err error, owner rules.Owner) (familyState, error) {
 	if err != nil {
 		return familyState{}, fmt.Errorf("%s save: %w", f, err)
 	}
@@ -36,27 +41,45 @@ type stateKey struct {
 	family  rules.Family
 }
 
-// stateRead is the outcome of one iptables-save.
+// saveOutput is what one iptables-save printed.
+type saveOutput struct {
+	stateKey
+	out string
+	err error
+}
+
+// runSaves runs the saves at once and returns their outputs in the order asked. Each save is its own process
+// reading its own tables, so nothing orders them; run one after another they were most of what Apply and
+// Cleanup cost beyond the restore itself.
+func runSaves(ctx context.Context, nsPath string, keys []stateKey) []saveOutput {
+	outs := make([]saveOutput, len(keys))
+	var wg sync.WaitGroup
+	for i, k := range keys {
+		wg.Go(func() {
+			out, err := run(ctx, nsPath, "", k.backend.saveArgv(k.family)...)
+			outs[i] = saveOutput{stateKey: k, out: out, err: err}
+		})
+	}
+	wg.Wait()
+	return outs
+}
+
+// stateRead is the outcome of one iptables-save, parsed.
 type stateRead struct {
 	stateKey
 	state familyState
 	err   error
 }
 
-// readStates runs the saves at once and returns their outcomes in the order asked. Each save is its own process
-// reading its own tables, so nothing orders them; run one after another they were most of what Apply and
-// Cleanup cost beyond the restore itself.
+// readStates is runSaves, parsed for owner.
 func readStates(ctx context.Context, nsPath string, owner rules.Owner, keys []stateKey) []stateRead {
-	out := make([]stateRead, len(keys))
-	var wg sync.WaitGroup
-	for i, k := range keys {
-		wg.Go(func() {
-			st, err := readState(ctx, nsPath, k.backend, k.family, owner)
-			out[i] = stateRead{stateKey: k, state: st, err: err}
-		})
+	saves := runSaves(ctx, nsPath, keys)
+	reads := make([]stateRead, len(saves))
+	for i, s := range saves {
+		st, err := parseState(s.family, s.out, s.err, owner)
+		reads[i] = stateRead{stateKey: s.stateKey, state: st, err: err}
 	}
-	wg.Wait()
-	return out
+	return reads
 }
 
 // legacyInUse says whether the legacy backend has any table in the namespace for the family. x_tables
