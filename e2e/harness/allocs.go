@@ -116,11 +116,7 @@ func AllocEvents(al *api.Allocation) []string {
 func FormatEvents(events []*api.TaskEvent) []string {
 	lines := make([]string, 0, len(events))
 	for _, e := range events {
-		msg := e.DisplayMessage
-		if msg == "" {
-			msg = e.Message
-		}
-		lines = append(lines, strings.TrimSpace(e.Type+": "+msg))
+		lines = append(lines, strings.TrimSpace(e.Type+": "+EventMessage(e)))
 	}
 	return lines
 }

@@ -40,11 +40,7 @@ func (a *Agent) TimedEvents(t testing.TB, allocID, task string) []TimedEvent {
 func timedEvents(events []*api.TaskEvent) []TimedEvent {
 	out := make([]TimedEvent, 0, len(events))
 	for _, e := range events {
-		msg := e.DisplayMessage
-		if msg == "" {
-			msg = e.Message
-		}
-		out = append(out, TimedEvent{Time: time.Unix(0, e.Time), Type: e.Type, Message: msg})
+		out = append(out, TimedEvent{Time: time.Unix(0, e.Time), Type: e.Type, Message: EventMessage(e)})
 	}
 	return out
 }
