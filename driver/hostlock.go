@@ -19,11 +19,10 @@ func newHostLock(stateDir string) hostLock {
 	return hostLock{path: filepath.Join(stateDir, "host-mode.lock")}
 }
 
-// acquire takes the lock for allocID. fresh reports whether this call took it (and so must give it back if the
-// start fails); holding it already is not an error.
-func (l hostLock) acquire(allocID string) (fresh bool, err error) {
+// acquire takes the lock for allocID; holding it already (a sidecar restart) is not an error.
+func (l hostLock) acquire(allocID string) error {
 	if err := os.MkdirAll(filepath.Dir(l.path), 0o700); err != nil {
-		return false, fmt.Errorf("host lock: %w", err)
+		return fmt.Errorf("host lock: %w", err)
 	}
 	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err == nil {
@@ -31,21 +30,21 @@ func (l hostLock) acquire(allocID string) (fresh bool, err error) {
 		cerr := f.Close()
 		if werr != nil || cerr != nil {
 			_ = os.Remove(l.path)
-			return false, fmt.Errorf("host lock: writing %s: %w", l.path, errors.Join(werr, cerr))
+			return fmt.Errorf("host lock: writing %s: %w", l.path, errors.Join(werr, cerr))
 		}
-		return true, nil
+		return nil
 	}
 	if !errors.Is(err, fs.ErrExist) {
-		return false, fmt.Errorf("host lock: %w", err)
+		return fmt.Errorf("host lock: %w", err)
 	}
 	owner, err := l.owner()
 	if err != nil {
-		return false, err
+		return err
 	}
 	if owner == allocID {
-		return false, nil
+		return nil
 	}
-	return false, fmt.Errorf("host network mode: allocation %s already meshes this host (lock %s); "+
+	return fmt.Errorf("host network mode: allocation %s already meshes this host (lock %s); "+
 		"only one host-mode meshed group can run per host, use bridge networking for more", owner, l.path)
 }
 

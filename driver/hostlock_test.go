@@ -7,14 +7,16 @@ import (
 
 func TestHostLock_OneAllocationAtATime(t *testing.T) {
 	l := newHostLock(t.TempDir())
-	fresh, err := l.acquire("alloc-a")
-	if err != nil || !fresh {
-		t.Fatalf("first acquire: fresh=%v err=%v", fresh, err)
+	if err := l.acquire("alloc-a"); err != nil {
+		t.Fatalf("first acquire: %v", err)
 	}
-	if fresh, err := l.acquire("alloc-a"); err != nil || fresh {
-		t.Fatalf("the owner re-acquiring (a sidecar restart) must succeed without being fresh: %v %v", fresh, err)
+	if owner, _ := l.owner(); owner != "alloc-a" {
+		t.Fatalf("after the first acquire the owner is %q", owner)
 	}
-	_, err = l.acquire("alloc-b")
+	if err := l.acquire("alloc-a"); err != nil {
+		t.Fatalf("the owner re-acquiring (a sidecar restart) must succeed: %v", err)
+	}
+	err := l.acquire("alloc-b")
 	if err == nil || !strings.Contains(err.Error(), "allocation alloc-a already meshes this host") {
 		t.Fatalf("second allocation: got %v, want an error naming the owner", err)
 	}
@@ -27,7 +29,10 @@ func TestHostLock_OneAllocationAtATime(t *testing.T) {
 	if err := l.release("alloc-a"); err != nil {
 		t.Fatal(err)
 	}
-	if fresh, err := l.acquire("alloc-b"); err != nil || !fresh {
-		t.Fatalf("after release: %v %v", fresh, err)
+	if err := l.acquire("alloc-b"); err != nil {
+		t.Fatalf("after release: %v", err)
+	}
+	if owner, _ := l.owner(); owner != "alloc-b" {
+		t.Fatalf("after release and a new acquire the owner is %q", owner)
 	}
 }

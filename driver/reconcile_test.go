@@ -36,7 +36,7 @@ func TestSweep_RemovesOrphansKeepsHeld(t *testing.T) {
 		}
 		t.Cleanup(func() { _, _ = netfilter.Cleanup(t.Context(), ns, alloc) })
 	}
-	if _, err := newHostLock(d.settings.StateDir).acquire(orphan); err != nil {
+	if err := newHostLock(d.settings.StateDir).acquire(orphan); err != nil {
 		t.Fatal(err)
 	}
 	if err := d.sweep(netns); err != nil {

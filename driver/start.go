@@ -115,7 +115,7 @@ func (d *Driver) intercept(cfg *drivers.TaskConfig, rs rules.Ruleset) (undo func
 	// a restart's rules, which the app relies on while the sidecar is down, only after the grace period.
 	held := d.allocs.held(allocID)
 	if host {
-		if _, err := d.hostLock().acquire(allocID); err != nil {
+		if err := d.hostLock().acquire(allocID); err != nil {
 			// Recoverable, as every failure below: the xtables lock or another allocation's lock may clear.
 			return nil, structs.NewRecoverableError(err, true)
 		}
