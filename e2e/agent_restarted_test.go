@@ -24,7 +24,7 @@ func TestAgentRestarted_TaskRecovered(t *testing.T) {
 
 	checkRecovered(t, agent, alloc, up.Addr, before)
 	agent.StopJob(t, "agent-restarted")
-	if !containsSubstring(harness.FormatEvents(agent.TaskEventsRaw(t, alloc.ID, proxyTask)), "interception rules removed") {
+	if !containsSubstring(agent.TaskEvents(t, alloc.ID, proxyTask), "interception rules removed") {
 		t.Errorf("the recovered proxy's stop did not remove its interception rules (no event)")
 	}
 }

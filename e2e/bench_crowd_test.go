@@ -62,12 +62,19 @@ func (r *benchRun) crowd(kind benchKind) crowdResult {
 	for _, pid := range r.agent.PluginPIDs(b) {
 		c.plugin = addMem(c.plugin, procMem(b, pid))
 	}
-	var execs []harness.Mem
+	// One scan of /proc for the executors of all this job's groups, not one per group.
+	all, err := r.agent.Executors()
+	if err != nil {
+		b.Fatal(err)
+	}
+	ours := map[string]bool{}
 	for _, s := range run.allocs {
-		for _, e := range r.executors(s.ID) {
-			if e.Task == "sidecar" {
-				execs = append(execs, procMem(b, e.PID))
-			}
+		ours[s.ID] = true
+	}
+	var execs []harness.Mem
+	for _, e := range all {
+		if ours[e.AllocID] && e.Task == "sidecar" {
+			execs = append(execs, procMem(b, e.PID))
 		}
 	}
 	if len(execs) > 0 {

@@ -45,18 +45,17 @@ func printTable(out *os.File, r *benchRun, meshed, plain []startSample, cm, cp c
 	}
 	none := -1.0
 	mib := func(v uint64) float64 { return float64(v) / (1 << 20) }
-	med := func(s []startSample, f func(startSample) float64) float64 { return median(s, f) }
 
 	fmt.Fprintf(out, "\nistio-sidecar bench: Nomad %s, %d CPUs, Envoy: %s\n", harness.NomadVersion, runtime.NumCPU(), envoyKind(r.b))
 	fmt.Fprintf(w, "Start-up of one bridge-mode group, median of %d (ms)\tistio-sidecar\traw_exec + pilot-agent\tratio\t\n", benchSamples)
-	row("  prestart hooks done → proxy ready (outside probe)", med(meshed, startSample.toReady), med(plain, startSample.toReady), "%.0f")
-	row("  prestart hooks done → Started (app may start)", med(meshed, startSample.toStarted), med(plain, startSample.toStarted), "%.0f")
-	row("  driver's own work, before pilot-agent runs", med(meshed, startSample.driverWork), med(plain, startSample.driverWork), "%.0f")
-	row("    checks, namespace inspection, layout", med(meshed, startSample.beforeRules), none, "%.0f")
-	row("    iptables rules (task events)", med(meshed, startSample.rules), none, "%.0f")
-	row("    executor launch of pilot-agent", med(meshed, startSample.launch), med(plain, startSample.launch), "%.0f")
-	row("  pilot-agent + Envoy start-up (launch → ready)", med(meshed, startSample.proxyStartup), med(plain, startSample.proxyStartup), "%.0f")
-	row("  ready → Started (driver's 200 ms poll, return)", med(meshed, startSample.afterReady), none, "%.0f")
+	row("  prestart hooks done → proxy ready (outside probe)", median(meshed, startSample.toReady), median(plain, startSample.toReady), "%.0f")
+	row("  prestart hooks done → Started (app may start)", median(meshed, startSample.toStarted), median(plain, startSample.toStarted), "%.0f")
+	row("  driver's own work, before pilot-agent runs", median(meshed, startSample.driverWork), median(plain, startSample.driverWork), "%.0f")
+	row("    checks, namespace inspection, layout", median(meshed, startSample.beforeRules), none, "%.0f")
+	row("    iptables rules (task events)", median(meshed, startSample.rules), none, "%.0f")
+	row("    executor launch of pilot-agent", median(meshed, startSample.launch), median(plain, startSample.launch), "%.0f")
+	row("  pilot-agent + Envoy start-up (launch → ready)", median(meshed, startSample.proxyStartup), median(plain, startSample.proxyStartup), "%.0f")
+	row("  ready → Started (driver's 200 ms poll, return)", median(meshed, startSample.afterReady), none, "%.0f")
 
 	mm, mp := r.mem[meshedKind.name], r.mem["raw_exec + pilot-agent"]
 	fmt.Fprintf(w, "Memory of one running group (MiB RSS / PSS)\t\t\t\t\n")

@@ -127,7 +127,6 @@ func (r *benchRun) plainKind() benchKind {
 // first seen ready.
 type jobRun struct {
 	registered time.Time
-	settled    time.Time
 	allocs     []*api.AllocationListStub
 	ready      map[string]time.Time
 }
@@ -153,7 +152,6 @@ func (r *benchRun) run(kind benchKind, id string, count int, poll time.Duration)
 	run := &jobRun{registered: time.Now()}
 	r.agent.Register(r.b, job)
 	run.allocs = r.agent.WaitJobSettled(r.b, id, count, benchTimeout)
-	run.settled = time.Now()
 	var running []string
 	for _, s := range run.allocs {
 		if harness.AllTasksRunning(s) {

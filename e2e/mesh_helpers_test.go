@@ -196,16 +196,8 @@ func waitConnLog(t *testing.T, path, dst string, after int) []connRecord {
 // pollUntil polls cond every 100 ms until it holds, failing the test with the last state after timeout.
 func pollUntil(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s (last seen: %s)", timeout, what, state)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := harness.Poll(timeout, 100*time.Millisecond, what, cond); err != nil {
+		t.Fatal(err)
 	}
 }
 

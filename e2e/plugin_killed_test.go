@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"testing"
-
-	"github.com/istio-sidecar/istio-sidecar/e2e/harness"
 )
 
 // TestPluginKilled_TaskRecovered: while a bridge-mode meshed job runs, the plugin process is SIGKILLed, as a crash
@@ -35,7 +33,7 @@ func TestPluginKilled_TaskRecovered(t *testing.T) {
 	checkRecovered(t, agent, alloc, up.Addr, before)
 	// The recovered handle must still stop the proxy properly: harness cleanup then finds no leftover.
 	agent.StopJob(t, "plugin-killed")
-	if !containsSubstring(harness.FormatEvents(agent.TaskEventsRaw(t, alloc.ID, proxyTask)), "interception rules removed") {
+	if !containsSubstring(agent.TaskEvents(t, alloc.ID, proxyTask), "interception rules removed") {
 		t.Errorf("the recovered proxy's stop did not remove its interception rules (no event)")
 	}
 }

@@ -57,7 +57,7 @@ func TestStop_LeavesNothing(t *testing.T) {
 	if left := after.Mentioning(alloc.ID); len(left) > 0 {
 		t.Errorf("host rules of the stopped allocation remain:\n%s", strings.Join(left, "\n"))
 	}
-	stopped := harness.FormatEvents(agent.TaskEventsRaw(t, alloc.ID, proxyTask))
+	stopped := agent.TaskEvents(t, alloc.ID, proxyTask)
 	if !containsSubstring(stopped, "interception rules removed") {
 		t.Errorf("no \"interception rules removed\" event on the proxy task:\n%s", strings.Join(stopped, "\n"))
 	}

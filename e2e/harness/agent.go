@@ -227,9 +227,7 @@ func (a *Agent) Restart(t testing.TB) {
 	if err := a.launch(); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.waitLeader(); err != nil {
-		t.Fatal(err)
-	}
+	a.WaitLeader(t)
 	a.WaitNodeReady(t)
 }
 

@@ -89,7 +89,7 @@ func (a *Agent) PrestartEnd(allocID, task string) (time.Time, error) {
 // network namespace, the way the driver does but at the given interval, and returns when it first answered
 // 200. It works for any driver that runs pilot-agent in the group namespace.
 func WaitProxyReady(ctx context.Context, allocID string, interval time.Duration) (time.Time, error) {
-	nsPath := filepath.Join(netnsDir, allocID)
+	nsPath := NetnsPath(allocID)
 	if err := poll(time.Until(deadlineOr(ctx, allocTimeout)), interval, ctx.Err, "network namespace "+nsPath, func() (bool, string) {
 		_, err := os.Stat(nsPath)
 		return err == nil, fmt.Sprint(err)
@@ -145,7 +145,6 @@ func ProcMem(pid int) (Mem, error) {
 // ExecutorProc is one Nomad executor process (`<binary> executor <json>`) of this agent.
 type ExecutorProc struct {
 	PID     int
-	Binary  string // the re-executed binary: the plugin for istio-sidecar, nomad itself for raw_exec
 	AllocID string
 	Task    string
 }
@@ -172,7 +171,7 @@ func (a *Agent) Executors() ([]ExecutorProc, error) {
 		if len(parts) != 3 {
 			continue
 		}
-		out = append(out, ExecutorProc{PID: p.PID, Binary: p.Exe, AllocID: parts[0], Task: parts[1]})
+		out = append(out, ExecutorProc{PID: p.PID, AllocID: parts[0], Task: parts[1]})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].PID < out[j].PID })
 	return out, nil

@@ -113,7 +113,7 @@ func (a *Agent) checkNetns(t testing.TB) {
 	err := poll(10*time.Second, pollInterval, nil, "allocation network namespaces removed", func() (bool, string) {
 		left = left[:0]
 		for _, id := range ids {
-			if _, err := os.Lstat(filepath.Join(netnsDir, id)); err == nil {
+			if netnsMounted(id) {
 				left = append(left, id)
 			}
 		}
@@ -123,7 +123,7 @@ func (a *Agent) checkNetns(t testing.TB) {
 		return
 	}
 	for _, id := range left {
-		path := filepath.Join(netnsDir, id)
+		path := NetnsPath(id)
 		if err := syscall.Unmount(path, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) {
 			t.Errorf("unmounting leftover netns %s: %v", path, err)
 		}

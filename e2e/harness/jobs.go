@@ -181,7 +181,7 @@ func (a *Agent) waitAllocsTerminal(jobID string, timeout time.Duration) error {
 
 // netnsMounted says whether the client still holds the allocation's network namespace (bridge or CNI mode).
 func netnsMounted(allocID string) bool {
-	_, err := os.Lstat(filepath.Join(netnsDir, allocID))
+	_, err := os.Lstat(NetnsPath(allocID))
 	return err == nil
 }
 

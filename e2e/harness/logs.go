@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 )
 
 // AllocDir returns the allocation's directory on the client: <data_dir>/alloc/<allocID>.
@@ -25,21 +24,6 @@ func (a *Agent) TaskLogs(t testing.TB, allocID, task, stream string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return out
-}
-
-// WaitTaskLog waits until the task's stream contains substr and returns the stream's content.
-func (a *Agent) WaitTaskLog(t testing.TB, allocID, task, stream, substr string, timeout time.Duration) string {
-	t.Helper()
-	var out string
-	a.waitFor(t, timeout, fmt.Sprintf("%q in %s %s", substr, task, stream), func() (bool, string) {
-		s, err := readTaskLogs(a.AllocDir(allocID), task, stream)
-		if err != nil {
-			return false, err.Error()
-		}
-		out = s
-		return strings.Contains(s, substr), fmt.Sprintf("%d bytes without it", len(s))
-	})
 	return out
 }
 

@@ -102,15 +102,7 @@ func (a *Agent) PutVariable(t testing.TB, path string, items map[string]string) 
 // TaskEventsRaw returns the task's events, oldest first, with their times.
 func (a *Agent) TaskEventsRaw(t testing.TB, allocID, task string) []*api.TaskEvent {
 	t.Helper()
-	al, _, err := a.Client.Allocations().Info(allocID, nil)
-	if err != nil {
-		t.Fatalf("reading allocation %s: %v", allocID, err)
-	}
-	s, found := al.TaskStates[task]
-	if !found {
-		t.Fatalf("allocation %s has no task %s (tasks: %v)", allocID, task, taskNames(al))
-	}
-	return s.Events
+	return a.taskState(t, allocID, task).Events
 }
 
 // WaitTaskEvent waits until one of the task's events satisfies match and returns it.

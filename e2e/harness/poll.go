@@ -31,3 +31,8 @@ func poll(timeout, interval time.Duration, abort func() error, what string, chec
 		<-ticker.C
 	}
 }
+
+// Poll is poll for scenarios, which wait on their own conditions with no agent exit to abort on.
+func Poll(timeout, interval time.Duration, what string, check func() (bool, string)) error {
+	return poll(timeout, interval, nil, what, check)
+}

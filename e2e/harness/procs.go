@@ -178,7 +178,7 @@ func (a *Agent) leftovers() ([]process, error) {
 	}
 	live := procs[:0]
 	for _, p := range procs {
-		if len(livePIDs([]int{p.PID})) == 1 {
+		if Alive(p.PID) {
 			live = append(live, p)
 		}
 	}

@@ -118,6 +118,10 @@ func (p *proxy) statsQuery(r *http.Request) ([]statValue, error) {
 }
 
 func (p *proxy) handleStats(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Query().Get("format") == "prometheus" {
+		p.handlePrometheus(w, r)
+		return
+	}
 	stats, err := p.statsQuery(r)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
@@ -127,9 +131,6 @@ func (p *proxy) handleStats(w http.ResponseWriter, r *http.Request) {
 	case "json":
 		w.Header().Set("Content-Type", "application/json")
 		err = renderJSON(w, stats)
-	case "prometheus":
-		p.handlePrometheus(w, r)
-		return
 	default:
 		w.Header().Set("Content-Type", "text/plain; charset=UTF-8")
 		err = renderText(w, stats)
