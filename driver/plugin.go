@@ -3,6 +3,7 @@
 package driver
 
 import (
+	"strconv"
 	"strings"
 	"time"
 
@@ -40,31 +41,36 @@ func attr(name, typ string, def *hclspec.Spec) *hclspec.Spec {
 }
 
 // configSpec is the client's plugin "istio-sidecar" { config { ... } } block: what a fleet sets once per host.
-var configSpec = hclspec.NewObject(map[string]*hclspec.Spec{
-	"pilot_agent_path":        attr("pilot_agent_path", "string", str(defaultPilotAgentPath)),
-	"envoy_path":              attr("envoy_path", "string", str(defaultEnvoyPath)),
-	"bootstrap_template_path": attr("bootstrap_template_path", "string", str(defaultBootstrapTemplate)),
-	"proxy_uid":               attr("proxy_uid", "number", hclspec.NewLiteral("1337")),
-	"proxy_gid":               attr("proxy_gid", "number", hclspec.NewLiteral("1337")),
-	"discovery_address":       attr("discovery_address", "string", str(defaultDiscoveryAddress)),
-	"ca_address":              attr("ca_address", "string", nil),
-	"trust_domain":            attr("trust_domain", "string", str("cluster.local")),
-	"cluster_id":              attr("cluster_id", "string", str("Kubernetes")),
-	"mesh_id":                 attr("mesh_id", "string", nil),
-	"network":                 attr("network", "string", nil),
-	"proxy_config":            attr("proxy_config", "string", nil),
-	"root_cert_path":          attr("root_cert_path", "string", nil),
-	"readiness_timeout":       attr("readiness_timeout", "string", str("60s")),
-	"no_cgroups":              attr("no_cgroups", "bool", hclspec.NewLiteral("false")),
-	// Fleet-wide interception defaults, the same keys as the jobspec's; a key a job sets replaces these.
-	"interception":              hclspec.NewBlock("interception", false, hclspec.NewObject(interceptionSpec())),
-	"host_exclude_ports":        attr("host_exclude_ports", "list(string)", hclspec.NewLiteral(hclList(defaultHostExcludePorts))),
-	"interception_grace_period": attr("interception_grace_period", "string", str("1m")),
-	"drift_check_interval":      attr("drift_check_interval", "string", str("30s")),
-	"state_dir":                 attr("state_dir", "string", str("/run/istio-sidecar")),
-	// Prefixes of the task variables that reach pilot-agent and Envoy besides NOMAD_*; see proxy.EnvList.
-	"env_passthrough": attr("env_passthrough", "list(string)", hclspec.NewLiteral(`["ISTIO_META_"]`)),
-})
+// Its defaults are defaultConfig's, the one place they are written.
+var configSpec = pluginConfigSpec(defaultConfig())
+
+func pluginConfigSpec(def Config) *hclspec.Spec {
+	return hclspec.NewObject(map[string]*hclspec.Spec{
+		"pilot_agent_path":        attr("pilot_agent_path", "string", str(def.PilotAgentPath)),
+		"envoy_path":              attr("envoy_path", "string", str(def.EnvoyPath)),
+		"bootstrap_template_path": attr("bootstrap_template_path", "string", str(def.BootstrapTemplatePath)),
+		"proxy_uid":               attr("proxy_uid", "number", hclspec.NewLiteral(strconv.Itoa(def.ProxyUID))),
+		"proxy_gid":               attr("proxy_gid", "number", hclspec.NewLiteral(strconv.Itoa(def.ProxyGID))),
+		"discovery_address":       attr("discovery_address", "string", str(def.DiscoveryAddress)),
+		"ca_address":              attr("ca_address", "string", nil),
+		"trust_domain":            attr("trust_domain", "string", str(def.TrustDomain)),
+		"cluster_id":              attr("cluster_id", "string", str(def.ClusterID)),
+		"mesh_id":                 attr("mesh_id", "string", nil),
+		"network":                 attr("network", "string", nil),
+		"proxy_config":            attr("proxy_config", "string", nil),
+		"root_cert_path":          attr("root_cert_path", "string", nil),
+		"readiness_timeout":       attr("readiness_timeout", "string", str(def.ReadinessTimeout)),
+		"no_cgroups":              attr("no_cgroups", "bool", hclspec.NewLiteral("false")),
+		// Fleet-wide interception defaults, the same keys as the jobspec's; a key a job sets replaces these.
+		"interception":              hclspec.NewBlock("interception", false, hclspec.NewObject(interceptionSpec())),
+		"host_exclude_ports":        attr("host_exclude_ports", "list(string)", hclspec.NewLiteral(hclList(def.HostExcludePorts))),
+		"interception_grace_period": attr("interception_grace_period", "string", str(def.InterceptionGracePeriod)),
+		"drift_check_interval":      attr("drift_check_interval", "string", str(def.DriftCheckInterval)),
+		"state_dir":                 attr("state_dir", "string", str(def.StateDir)),
+		// Prefixes of the task variables that reach pilot-agent and Envoy besides NOMAD_*; see proxy.EnvList.
+		"env_passthrough": attr("env_passthrough", "list(string)", hclspec.NewLiteral(hclList(def.EnvPassthrough))),
+	})
+}
 
 // interceptionSpec: Istio's sidecar annotations (traffic.sidecar.istio.io/...) in snake case. Lists take one
 // value per element; an absent include list means "*".
