@@ -5,7 +5,6 @@ import (
 	"errors"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	hclog "github.com/hashicorp/go-hclog"
@@ -30,9 +29,8 @@ type taskHandle struct {
 	pid        int
 	startedAt  time.Time
 
-	// stopping is set by StopTask, so that the exit that follows is not mistaken for Envoy dying; stopCh
-	// closes at the same time, for the drift watcher.
-	stopping atomic.Bool
+	// stopCh closes when StopTask begins, so that the exit that follows is not mistaken for Envoy dying, and
+	// so that the drift watcher ends.
 	stopOnce sync.Once
 	stopCh   chan struct{}
 	// onExit runs once the proxy has exited and its state is recorded.
@@ -65,8 +63,17 @@ func (h *taskHandle) TaskStatus() *drivers.TaskStatus {
 
 // markStopping records that the driver itself is ending this proxy.
 func (h *taskHandle) markStopping() {
-	h.stopping.Store(true)
 	h.stopOnce.Do(func() { close(h.stopCh) })
+}
+
+// stopping reports whether the driver itself is ending this proxy.
+func (h *taskHandle) stopping() bool {
+	select {
+	case <-h.stopCh:
+		return true
+	default:
+		return false
+	}
 }
 
 func (h *taskHandle) IsRunning() bool {
@@ -116,7 +123,7 @@ func (h *taskHandle) run() {
 		return
 	}
 	h.exitResult = &drivers.ExitResult{ExitCode: ps.ExitCode, Signal: ps.Signal}
-	if ps.ExitCode == 0 && ps.Signal == 0 && !h.stopping.Load() {
+	if ps.ExitCode == 0 && ps.Signal == 0 && !h.stopping() {
 		h.exitResult.Err = errEnvoyExited
 	}
 	h.procState = drivers.TaskStateExited
