@@ -131,10 +131,7 @@ func (d *Driver) DestroyTask(taskID string, force bool) error {
 	if h.pluginClient.Exited() {
 		killOrphanGroup(h.pid, h.taskConfig.TaskDir().Dir)
 	} else {
-		if err := h.exec.Shutdown("SIGKILL", 0); err != nil {
-			h.logger.Debug("destroying the executor", "error", err)
-		}
-		h.pluginClient.Kill()
+		d.abort(h)
 	}
 	d.tasks.Delete(taskID)
 	return nil
