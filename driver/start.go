@@ -49,6 +49,12 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s task config: %w", PluginName, err)
 	}
+	if isHostMode(cfg) {
+		def := rules.StandardDefaults()
+		if err := checkHostModePorts(cfg, def.OutboundCapturePort, def.InboundCapturePort); err != nil {
+			return nil, nil, err
+		}
+	}
 	env, err := d.prepare(cfg, t, in.Spec)
 	if err != nil {
 		return nil, nil, err
@@ -96,17 +102,11 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 	return handle, nil, nil
 }
 
-// intercept checks host-mode placement, takes the host lock and applies the ruleset. The returned undo
+// intercept takes the host lock in host mode and applies the ruleset. The returned undo
 // releases what this start took when a later step fails; a restart's rules, which the app relies on while
 // the sidecar is down, are kept and released after the grace period instead, unless a retry claims them.
 func (d *Driver) intercept(cfg *drivers.TaskConfig, rs rules.Ruleset) (undo func(), err error) {
 	netns, host, allocID := netnsOf(cfg), isHostMode(cfg), cfg.AllocID
-	if host {
-		def := rules.StandardDefaults()
-		if err := checkHostModePorts(cfg, def.OutboundCapturePort, def.InboundCapturePort); err != nil {
-			return nil, err
-		}
-	}
 	unlock := d.allocs.lock(allocID)
 	defer unlock()
 	ctx, cancel := context.WithTimeout(d.ctx, time.Minute)
