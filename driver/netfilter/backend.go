@@ -83,6 +83,17 @@ func probeBackendUncached(ctx context.Context, name BackendName) (Backend, bool)
 	return Backend{Name: name, Version: versionPattern.FindString(out), prefix: prefix}, true
 }
 
+// installedBackends lists the iptables flavours present on the host, nf_tables first.
+func installedBackends(ctx context.Context) []Backend {
+	var out []Backend
+	for _, name := range []BackendName{NFTables, Legacy} {
+		if b, ok := probeBackend(ctx, name); ok {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
 // detector caches one detection per namespace (path plus inode, so a recreated namespace is detected again),
 // and whether the namespace is known to hold none of anyone's tagged rules (see fresh.go).
 type detector struct {
@@ -168,12 +179,7 @@ func detectUncached(ctx context.Context, nsPath string) (b Backend, clean bool, 
 			return Backend{}, false, fmt.Errorf("%w: %s", ErrNamespaceGone, nsPath)
 		}
 	}
-	var installed []Backend
-	for _, name := range []BackendName{NFTables, Legacy} {
-		if b, ok := probeBackend(ctx, name); ok {
-			installed = append(installed, b)
-		}
-	}
+	installed := installedBackends(ctx)
 	if len(installed) == 0 {
 		return Backend{}, false, fmt.Errorf("%w: neither iptables-nft nor iptables-legacy is installed", ErrMissingSupport)
 	}

@@ -38,15 +38,7 @@ func run(ctx context.Context, nsPath string, stdin string, argv ...string) (stri
 }
 
 func startIn(nsPath string, cmd *exec.Cmd) error {
-	if nsPath == "" {
-		return cmd.Start()
-	}
-	netns, err := openNS(nsPath)
-	if err != nil {
-		return err
-	}
-	defer netns.Close()
-	return netns.Do(func(ns.NetNS) error { return cmd.Start() })
+	return inNS(nsPath, cmd.Start)
 }
 
 func openNS(nsPath string) (ns.NetNS, error) {

@@ -107,8 +107,7 @@ func Apply(ctx context.Context, nsPath string, rs rules.Ruleset) ([]Report, erro
 	}
 	var reports []Report
 	for _, fr := range rs.Families {
-		pre := states[fr.Family]
-		rep, revert, err := applyFamily(ctx, nsPath, b, rs, fr.Family, &pre)
+		rep, revert, err := applyFamily(ctx, nsPath, b, rs, fr.Family, states[fr.Family])
 		if err != nil {
 			return nil, rollback(err)
 		}
@@ -148,38 +147,30 @@ func dropStaleFamilies(ctx context.Context, nsPath string, b Backend, rs rules.R
 		if !ok || st.present.Empty() {
 			continue
 		}
-		if f == rules.IPv6 {
-			if _, err := removePassthrough6(ctx, nsPath); err != nil {
-				return fmt.Errorf("remove stale %s rules: %w", f, err)
-			}
-		}
-		if err := restore(ctx, nsPath, b, f, rules.CleanupPayload(st.present)); err != nil {
+		if _, err := removeFamily(ctx, nsPath, b, f, st.present); err != nil {
 			return fmt.Errorf("remove stale %s rules: %w", f, err)
 		}
 	}
 	return nil
 }
 
-// applyFamily applies one family and returns how to put back what was there before. pre, when set, is the
-// family's state as Apply just read it, used for the first attempt.
-func applyFamily(ctx context.Context, nsPath string, b Backend, rs rules.Ruleset, f rules.Family, pre *familyState) (Report, func() error, error) {
+// applyFamily applies one family and returns how to put back what was there before. pre is the family's
+// state as Apply just read it, used for the first attempt.
+func applyFamily(ctx context.Context, nsPath string, b Backend, rs rules.Ruleset, f rules.Family, pre familyState) (Report, func() error, error) {
 	start := time.Now()
 	fr, _ := rs.Family(f)
 	rep := Report{Backend: b.Name, Version: b.Version, Family: f, Rules: fr.RuleCount()}
 	noop := func() error { return nil }
-	var before, first familyState
+	first, before := pre, pre
+	rep.Found = !first.present.Empty()
 	var err error
 	// A rule deleted by someone between our save and our restore makes -D fail and aborts the transaction
 	// untouched; one fresh read and retry covers that race.
 	for attempt := 0; attempt < 2; attempt++ {
-		if attempt == 0 && pre != nil {
-			before = *pre
-		} else if before, err = readState(ctx, nsPath, b, f, rs.Owner); err != nil {
-			return rep, noop, err
-		}
-		if attempt == 0 {
-			first = before
-			rep.Found = !first.present.Empty()
+		if attempt > 0 {
+			if before, err = readState(ctx, nsPath, b, f, rs.Owner); err != nil {
+				return rep, noop, err
+			}
 		}
 		if err = before.saved.CheckOwner(rs.Owner); err != nil {
 			return rep, noop, fmt.Errorf("%s: %w", f, err)
@@ -223,8 +214,13 @@ func Verify(ctx context.Context, nsPath string, rs rules.Ruleset) error {
 	if err != nil {
 		return err
 	}
-	for _, fr := range rs.Families {
-		st, err := readState(ctx, nsPath, b, fr.Family, rs.Owner)
+	keys := make([]stateKey, len(rs.Families))
+	for i, fr := range rs.Families {
+		keys[i] = stateKey{b, fr.Family}
+	}
+	reads := readStates(ctx, nsPath, rs.Owner, keys)
+	for i, fr := range rs.Families {
+		st, err := reads[i].state, reads[i].err
 		if err != nil {
 			return err
 		}
@@ -279,25 +275,14 @@ func Cleanup(ctx context.Context, nsPath, allocID string) (CleanupResult, error)
 		for _, o := range st.saved.Owners() {
 			others = others || o != allocID
 		}
-		if marks := presentMarks(st.present); len(marks) > 0 && haveIP() {
-			if _, _, err := removeRouting(ctx, nsPath, f, marks); err != nil {
-				return err
-			}
-		}
-		p := rules.CleanupPayload(st.present)
-		if p == "" {
-			return nil
-		}
-		if f == rules.IPv6 {
-			removed, err := removePassthrough6(ctx, nsPath)
-			if err != nil {
-				return err
-			}
-			res.Passthrough6Removed = res.Passthrough6Removed || removed
-		}
-		if err := restore(ctx, nsPath, b, f, p); err != nil {
+		if _, _, err := removeRouting(ctx, nsPath, f, presentMarks(st.present)); err != nil {
 			return err
 		}
+		p6, err := removeFamily(ctx, nsPath, b, f, st.present)
+		if err != nil {
+			return err
+		}
+		res.Passthrough6Removed = res.Passthrough6Removed || p6
 		res.Removed += len(st.present.Rules)
 		return nil
 	})
@@ -309,6 +294,21 @@ func Cleanup(ctx context.Context, nsPath, allocID string) (CleanupResult, error)
 		defaultDetector.markClean(nsPath)
 	}
 	return res, err
+}
+
+// removeFamily removes what one owner has present in a family, by tag, and in IPv6 our ::6 first
+// (passthrough6.go); p6 says whether that went. Nothing present is nothing to do.
+func removeFamily(ctx context.Context, nsPath string, b Backend, f rules.Family, present rules.Present) (p6 bool, err error) {
+	p := rules.CleanupPayload(present)
+	if p == "" {
+		return false, nil
+	}
+	if f == rules.IPv6 {
+		if p6, err = removePassthrough6(ctx, nsPath); err != nil {
+			return false, err
+		}
+	}
+	return p6, restore(ctx, nsPath, b, f, p)
 }
 
 // Owners lists the alloc IDs owning rules in the namespace, in any backend or family.
@@ -330,16 +330,10 @@ func Owners(ctx context.Context, nsPath string) ([]string, error) {
 // forEachState visits each installed backend and family whose tables can be read; a family that cannot be
 // read at all (e.g. no IPv6 tables) is skipped, since it cannot hold our rules either.
 func forEachState(ctx context.Context, nsPath string, owner rules.Owner, f func(Backend, rules.Family, familyState) error) error {
-	if _, err := openNSCheck(nsPath); err != nil {
+	if err := openNSCheck(nsPath); err != nil {
 		return err
 	}
-	var backends []Backend
-	for _, name := range []BackendName{NFTables, Legacy} {
-		if b, ok := probeBackend(ctx, name); ok {
-			backends = append(backends, b)
-		}
-	}
-	reads := readStates(ctx, nsPath, owner, savesFor(nsPath, backends...))
+	reads := readStates(ctx, nsPath, owner, savesFor(nsPath, installedBackends(ctx)...))
 	if err := ctx.Err(); err != nil {
 		// The saves were cut short, not unreadable: "no rules here" would be a guess.
 		return fmt.Errorf("reading the rules: %w", err)
@@ -360,13 +354,14 @@ func forEachState(ctx context.Context, nsPath string, owner rules.Owner, f func(
 	return nil
 }
 
-func openNSCheck(nsPath string) (bool, error) {
+// openNSCheck fails with ErrNamespaceGone when the namespace no longer exists.
+func openNSCheck(nsPath string) error {
 	if nsPath == "" {
-		return true, nil
+		return nil
 	}
 	netns, err := openNS(nsPath)
 	if err != nil {
-		return false, err
+		return err
 	}
-	return true, netns.Close()
+	return netns.Close()
 }

@@ -233,8 +233,8 @@ func addRouting(ctx context.Context, nsPath string, f rules.Family, mark uint32)
 // whether it removed a rule and how to put back what it removed.
 func removeRouting(ctx context.Context, nsPath string, f rules.Family, marks []uint32) (bool, func() error, error) {
 	noop := func() error { return nil }
-	if len(marks) == 0 {
-		return false, noop, nil
+	if len(marks) == 0 || !haveIP() {
+		return false, noop, nil // without ip no routing of ours can have been added
 	}
 	st, err := readRouting(ctx, nsPath, f)
 	if err != nil {
@@ -371,9 +371,6 @@ func haveIP() bool {
 func dropStaleRouting(ctx context.Context, nsPath string, rs rules.Ruleset, states map[rules.Family]familyState) (map[rules.Family]uint32, []func() error, error) {
 	removed := map[rules.Family]uint32{}
 	var undo []func() error
-	if !haveIP() {
-		return removed, undo, nil
-	}
 	for _, f := range []rules.Family{rules.IPv4, rules.IPv6} {
 		want, tproxy := wantedMark(rs, f)
 		var marks []uint32
