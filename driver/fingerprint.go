@@ -93,7 +93,7 @@ func buildFingerprint(s *settings, p probes, versions *versionCache) *drivers.Fi
 		missing = append(missing, fmt.Sprintf("Envoy bootstrap template (bootstrap_template_path %s): %v", s.BootstrapTemplatePath, err))
 	}
 
-	backend, version, err := iptablesFacts(p)
+	backend, version, err := iptablesFacts(p, versions)
 	if err != nil {
 		missing = append(missing, err.Error())
 	}
@@ -109,18 +109,27 @@ func buildFingerprint(s *settings, p probes, versions *versionCache) *drivers.Fi
 }
 
 // iptablesFacts checks the tools the interception needs and reads the default backend from
-// `iptables --version` ("iptables v1.8.9 (nf_tables)"; legacy builds print no backend).
-func iptablesFacts(p probes) (backend, version string, err error) {
+// `iptables --version` ("iptables v1.8.9 (nf_tables)"; legacy builds print no backend), cached like the
+// proxy's versions: switching the alternatives changes the file `iptables` resolves to, and so its stamp.
+func iptablesFacts(p probes, versions *versionCache) (backend, version string, err error) {
+	var path string
 	for _, tool := range []string{"iptables", "iptables-restore", "iptables-save"} {
-		if _, err := p.lookPath(tool); err != nil {
+		found, err := p.lookPath(tool)
+		if err != nil {
 			return "", "", fmt.Errorf("%s not found in PATH (install Debian's iptables package)", tool)
 		}
+		if tool == "iptables" {
+			path = found
+		}
 	}
-	out, err := p.run("iptables", "--version")
+	out, err := versions.get(p, path, func(path string) (string, error) {
+		out, err := p.run(path, "--version")
+		return string(out), err
+	})
 	if err != nil {
 		return "", "", fmt.Errorf("iptables --version: %w", err)
 	}
-	return parseIptablesVersion(string(out))
+	return parseIptablesVersion(out)
 }
 
 func parseIptablesVersion(out string) (backend, version string, err error) {
@@ -137,7 +146,7 @@ func parseIptablesVersion(out string) (backend, version string, err error) {
 }
 
 // versionCache remembers a binary's version until the file changes, so the 30 s fingerprint does not fork
-// pilot-agent and Envoy every time.
+// pilot-agent, Envoy and iptables every time.
 type versionCache struct {
 	mu      sync.Mutex
 	entries map[string]versionEntry

@@ -137,6 +137,9 @@ func TestFingerprint_VersionsAreCachedUntilTheBinaryChanges(t *testing.T) {
 	if n := host.runs[s.PilotAgentPath]; n != 1 {
 		t.Fatalf("pilot-agent ran %d times for two fingerprints, want 1", n)
 	}
+	if n := host.runs["/usr/sbin/iptables"]; n != 1 {
+		t.Fatalf("iptables --version ran %d times for two fingerprints, want 1", n)
+	}
 	p.executable = func(string) (string, error) { return "new stamp", nil }
 	buildFingerprint(s, p, cache)
 	if n := host.runs[s.PilotAgentPath]; n != 2 {
