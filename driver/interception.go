@@ -122,7 +122,8 @@ func proxyCaps(spec rules.Spec) []string {
 // writes those into the tasks' resolv.conf), else the host's resolv.conf.
 func inspectNamespace(netns string, spec rules.Spec, dnsServers []string) (interceptionInputs, error) {
 	conf := dnsResolvConf(spec)
-	if len(dnsServers) > 0 {
+	fromBlock := conf != "" && len(dnsServers) > 0
+	if fromBlock {
 		conf = ""
 	}
 	env, err := netfilter.DiscoverEnv(netns, conf)
@@ -130,7 +131,7 @@ func inspectNamespace(netns string, spec rules.Spec, dnsServers []string) (inter
 		return interceptionInputs{}, fmt.Errorf("inspecting the network namespace: %w", err)
 	}
 	in := inputs(spec, env)
-	if dnsResolvConf(spec) != "" && len(dnsServers) > 0 {
+	if fromBlock {
 		in.Nameservers = slices.Clone(dnsServers)
 	}
 	return in, nil

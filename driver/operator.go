@@ -3,10 +3,10 @@ package driver
 import (
 	"errors"
 	"fmt"
-	"os"
 
 	"github.com/hashicorp/nomad/plugins/drivers"
 
+	"github.com/istio-sidecar/istio-sidecar/driver/netfilter"
 	"github.com/istio-sidecar/istio-sidecar/driver/rules"
 )
 
@@ -79,12 +79,8 @@ func OperatorRuleset(body string, opts OperatorOptions) (rules.Ruleset, error) {
 	} else {
 		// No namespace to inspect: a group namespace with IPv4 only; resolv.conf is read for DNS capture alone.
 		var env rules.Env
-		if conf := dnsResolvConf(spec); conf != "" {
-			text, rerr := os.ReadFile(conf)
-			if rerr != nil {
-				return rules.Ruleset{}, fmt.Errorf("reading %s for DNS capture: %w", conf, rerr)
-			}
-			env.Nameservers = rules.ParseResolvConf(string(text))
+		if env.Nameservers, err = netfilter.Nameservers(dnsResolvConf(spec)); err != nil {
+			return rules.Ruleset{}, fmt.Errorf("DNS capture: %w", err)
 		}
 		in = inputs(spec, env)
 	}
