@@ -206,30 +206,38 @@ func (b *builder) inboundCapture(port []Match) {
 func (b *builder) proxyOwners() {
 	c := b.cfg
 	keepLoopback := b.includesLoopback()
-	for _, gid := range []bool{false, true} {
-		ids := c.ProxyUIDs
-		if gid {
-			ids = c.ProxyGIDs
+	for _, owner := range b.proxyIDs() {
+		// Istio skips port 53 with multiport for UIDs only, never for GIDs: kept identical on purpose.
+		notTunnel := []Match{PortMatch{Proto: TCP, Negate: true, Port: c.TunnelPort}}
+		if c.DNS && !owner.GID {
+			notTunnel = []Match{MultiportMatch{Negate: true, Ports: []uint16{dnsPort, c.TunnelPort}}}
 		}
-		for _, id := range ids {
-			// Istio skips port 53 with multiport for UIDs only, never for GIDs: kept identical on purpose.
-			notTunnel := []Match{PortMatch{Proto: TCP, Negate: true, Port: c.TunnelPort}}
-			if c.DNS && !gid {
-				notTunnel = []Match{MultiportMatch{Negate: true, Ports: []uint16{dnsPort, c.TunnelPort}}}
+		b.add(TableNat, Rule{Chain: ChainIstioOutput, Dst: AddrMatch{Prefix: b.loopback, Negate: true}, Out: "lo",
+			Proto: TCP, Matches: append(notTunnel, owner), Target: Jump{ChainIstioInRedirect}})
+		if !keepLoopback {
+			notOwner := owner
+			notOwner.Negate = true
+			r := Rule{Chain: ChainIstioOutput, Out: "lo", Matches: []Match{notOwner}, Target: Return}
+			if c.DNS {
+				r.Proto = TCP
+				r.Matches = append([]Match{PortMatch{Proto: TCP, Negate: true, Port: dnsPort}}, r.Matches...)
 			}
-			b.add(TableNat, Rule{Chain: ChainIstioOutput, Dst: AddrMatch{Prefix: b.loopback, Negate: true}, Out: "lo",
-				Proto: TCP, Matches: append(notTunnel, OwnerMatch{GID: gid, ID: id}), Target: Jump{ChainIstioInRedirect}})
-			if !keepLoopback {
-				r := Rule{Chain: ChainIstioOutput, Out: "lo", Matches: []Match{OwnerMatch{GID: gid, Negate: true, ID: id}}, Target: Return}
-				if c.DNS {
-					r.Proto = TCP
-					r.Matches = append([]Match{PortMatch{Proto: TCP, Negate: true, Port: dnsPort}}, r.Matches...)
-				}
-				b.add(TableNat, r)
-			}
-			b.add(TableNat, Rule{Chain: ChainIstioOutput, Matches: []Match{OwnerMatch{GID: gid, ID: id}}, Target: Return})
+			b.add(TableNat, r)
 		}
+		b.add(TableNat, Rule{Chain: ChainIstioOutput, Matches: []Match{owner}, Target: Return})
 	}
+}
+
+// proxyIDs are owner matches for the proxy's UIDs, then its GIDs: the order Istio writes them in.
+func (b *builder) proxyIDs() []OwnerMatch {
+	var out []OwnerMatch
+	for _, id := range b.cfg.ProxyUIDs {
+		out = append(out, OwnerMatch{ID: id})
+	}
+	for _, id := range b.cfg.ProxyGIDs {
+		out = append(out, OwnerMatch{GID: true, ID: id})
+	}
+	return out
 }
 
 // includesLoopback mirrors Istio's HasLoopBackIP: an explicit loopback include disables the app-to-self RETURN.

@@ -25,18 +25,11 @@ func (b *builder) dns() {
 
 func (b *builder) dnsZones() {
 	c := b.cfg
-	for _, gid := range []bool{false, true} {
-		ids := c.ProxyUIDs
-		if gid {
-			ids = c.ProxyGIDs
-		}
-		for _, id := range ids {
-			owner := OwnerMatch{GID: gid, ID: id}
-			b.add(TableRaw, Rule{Chain: ChainIstioOutputDNS, Proto: UDP,
-				Matches: []Match{PortMatch{Proto: UDP, Port: dnsPort}, owner}, Target: CTZone{1}})
-			b.add(TableRaw, Rule{Chain: ChainIstioOutputDNS, Proto: UDP,
-				Matches: []Match{PortMatch{Proto: UDP, Source: true, Port: c.DNSPort}, owner}, Target: CTZone{2}})
-		}
+	for _, owner := range b.proxyIDs() {
+		b.add(TableRaw, Rule{Chain: ChainIstioOutputDNS, Proto: UDP,
+			Matches: []Match{PortMatch{Proto: UDP, Port: dnsPort}, owner}, Target: CTZone{1}})
+		b.add(TableRaw, Rule{Chain: ChainIstioOutputDNS, Proto: UDP,
+			Matches: []Match{PortMatch{Proto: UDP, Source: true, Port: c.DNSPort}, owner}, Target: CTZone{2}})
 	}
 	fromDNS := []Match{PortMatch{Proto: UDP, Source: true, Port: dnsPort}}
 	if c.DNSAll {
@@ -62,15 +55,9 @@ func (b *builder) tproxyMarks() {
 	mark := c.TProxyMark
 	b.add(TableMangle, Rule{Chain: ChainPrerouting, Proto: TCP, Matches: []Match{MarkMatch{Mark: mark}}, Target: Connmark{}})
 	b.add(TableMangle, Rule{Chain: ChainOutput, Out: "lo", Proto: TCP, Matches: []Match{MarkMatch{Mark: mark}}, Target: Return})
-	for _, gid := range []bool{false, true} {
-		ids := c.ProxyUIDs
-		if gid {
-			ids = c.ProxyGIDs
-		}
-		for _, id := range ids {
-			b.add(TableMangle, Rule{Chain: ChainOutput, Dst: AddrMatch{Prefix: b.loopback, Negate: true}, Out: "lo", Proto: TCP,
-				Matches: []Match{OwnerMatch{GID: gid, ID: id}}, Target: SetMark{outboundMark}})
-		}
+	for _, owner := range b.proxyIDs() {
+		b.add(TableMangle, Rule{Chain: ChainOutput, Dst: AddrMatch{Prefix: b.loopback, Negate: true}, Out: "lo", Proto: TCP,
+			Matches: []Match{owner}, Target: SetMark{outboundMark}})
 	}
 	b.add(TableMangle, Rule{Chain: ChainOutput, Proto: TCP, Matches: []Match{MarkMatch{Conn: true, Mark: mark}}, Target: Connmark{Restore: true}})
 	b.insert(TableMangle, 1, Rule{Chain: ChainIstioInbound, Proto: TCP, Matches: []Match{MarkMatch{Mark: mark}}, Target: Return})
