@@ -153,8 +153,19 @@ func hclValue(v any) (string, error) {
 			quoted[i] = strconv.Quote(s)
 		}
 		return "[" + strings.Join(quoted, ", ") + "]", nil
+	case map[string]string: // a jobspec's map(string) variable
+		keys := make([]string, 0, len(v))
+		for k := range v {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		parts := make([]string, len(keys))
+		for i, k := range keys {
+			parts[i] = strconv.Quote(k) + " = " + strconv.Quote(v[k])
+		}
+		return "{" + strings.Join(parts, ", ") + "}", nil
 	default:
-		return "", fmt.Errorf("unsupported value %v of type %T (want string, bool, int or []string)", v, v)
+		return "", fmt.Errorf("unsupported value %v of type %T (want string, bool, int, []string or map[string]string)", v, v)
 	}
 }
 

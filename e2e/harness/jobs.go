@@ -5,8 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -48,29 +46,23 @@ func jobspec(t testing.TB, file string) []byte {
 func (a *Agent) ParseJob(t testing.TB, file string, vars map[string]string) *api.Job {
 	t.Helper()
 	src := jobspec(t, file)
+	all := make(map[string]any, len(vars))
+	for k, v := range vars {
+		all[k] = v
+	}
+	body, err := hclBody(all) // strings always render
+	if err != nil {
+		t.Fatal(err)
+	}
 	job, err := a.Client.Jobs().ParseHCLOpts(&api.JobsParseRequest{
 		JobHCL:       string(src),
-		Variables:    varFile(vars),
+		Variables:    body,
 		Canonicalize: true,
 	})
 	if err != nil {
 		t.Fatalf("parsing %s with variables %v: %v", file, vars, err)
 	}
 	return job
-}
-
-// varFile renders variables as the content of a variables file, sorted for a stable request.
-func varFile(vars map[string]string) string {
-	keys := make([]string, 0, len(vars))
-	for k := range vars {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var b strings.Builder
-	for _, k := range keys {
-		fmt.Fprintf(&b, "%s = %s\n", k, strconv.Quote(vars[k]))
-	}
-	return b.String()
 }
 
 // RegisterJob parses and registers a jobspec from e2e/jobs and returns the job and its registration evaluation.

@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -35,47 +34,19 @@ func ExampleFile(t testing.TB, name string) string {
 // and name: HCL2 cannot take a job's label from a variable, and tests that run one file twice need two IDs.
 func (a *Agent) ParseJobVars(t testing.TB, file, id string, vars Vars) *api.Job {
 	t.Helper()
-	keys := make([]string, 0, len(vars))
-	for k := range vars {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var b strings.Builder
-	for _, k := range keys {
-		v, err := varValue(vars[k])
-		if err != nil {
-			t.Fatalf("variable %s: %v", k, err)
-		}
-		fmt.Fprintf(&b, "%s = %s\n", k, v)
+	body, err := hclBody(vars)
+	if err != nil {
+		t.Fatalf("variables: %v", err)
 	}
 	src := jobspec(t, file)
-	job, err := a.Client.Jobs().ParseHCLOpts(&api.JobsParseRequest{JobHCL: string(src), Variables: b.String(), Canonicalize: true})
+	job, err := a.Client.Jobs().ParseHCLOpts(&api.JobsParseRequest{JobHCL: string(src), Variables: body, Canonicalize: true})
 	if err != nil {
-		t.Fatalf("parsing %s with variables:\n%s: %v", file, b.String(), err)
+		t.Fatalf("parsing %s with variables:\n%s: %v", file, body, err)
 	}
 	if id != "" {
 		job.ID, job.Name = &id, &id
 	}
 	return job
-}
-
-// varValue renders a variable's value; maps of strings (map(string) variables) come in addition to hclValue's
-// types.
-func varValue(v any) (string, error) {
-	m, ok := v.(map[string]string)
-	if !ok {
-		return hclValue(v)
-	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = strconv.Quote(k) + " = " + strconv.Quote(m[k])
-	}
-	return "{" + strings.Join(parts, ", ") + "}", nil
 }
 
 // Register registers a parsed job and returns its registration evaluation's ID.
