@@ -57,15 +57,24 @@ func (a *allocTracker) held(allocID string) bool {
 	return ok
 }
 
-// take removes the allocation and returns what to release, unless another start has claimed it since.
+// take removes the allocation if st is still its state, that is unless another start has claimed it since.
 func (a *allocTracker) take(allocID string, st *allocState) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if cur, ok := a.m[allocID]; !ok || (st != nil && cur != st) {
+	if cur, ok := a.m[allocID]; !ok || cur != st {
 		return false
 	}
 	delete(a.m, allocID)
 	return true
+}
+
+// remove removes the allocation, returning its state if it was held.
+func (a *allocTracker) remove(allocID string) (*allocState, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	st, ok := a.m[allocID]
+	delete(a.m, allocID)
+	return st, ok
 }
 
 // releaseLater releases the allocation after grace unless a start holds it again first.
@@ -97,10 +106,8 @@ func (d *Driver) releaseNow(allocID string) (removed int, ok bool) {
 
 // releaseNowLocked is releaseNow for a caller that holds the allocation's lock.
 func (d *Driver) releaseNowLocked(allocID string) (removed int, ok bool) {
-	d.allocs.mu.Lock()
-	st, held := d.allocs.m[allocID]
-	d.allocs.mu.Unlock()
-	if !held || !d.allocs.take(allocID, st) {
+	st, held := d.allocs.remove(allocID)
+	if !held {
 		return 0, false
 	}
 	if st.timer != nil {
