@@ -242,10 +242,11 @@ func removeRouting(ctx context.Context, nsPath string, f rules.Family, marks []u
 	}
 	var removed []uint32
 	for _, m := range marks {
-		if _, ok := st.find(m); !ok {
+		r, ok := st.find(m)
+		if !ok {
 			continue
 		}
-		if err := delRule(ctx, nsPath, f, m); err != nil {
+		if err := delRuleAt(ctx, nsPath, f, m, r.Priority); err != nil {
 			return false, noop, fmt.Errorf("%s policy routing: %w", f, err)
 		}
 		removed = append(removed, m)
@@ -284,9 +285,14 @@ func delRule(ctx context.Context, nsPath string, f rules.Family, mark uint32) er
 	if !ok {
 		return nil
 	}
-	argv := ipArgv(f, "rule", "del", "priority", strconv.FormatUint(uint64(r.Priority), 10),
+	return delRuleAt(ctx, nsPath, f, mark, r.Priority)
+}
+
+// delRuleAt deletes our rule for mark at the priority a read just found it at.
+func delRuleAt(ctx context.Context, nsPath string, f rules.Family, mark, priority uint32) error {
+	argv := ipArgv(f, "rule", "del", "priority", strconv.FormatUint(uint64(priority), 10),
 		"fwmark", hexMark(mark), "lookup", strconv.Itoa(TProxyRouteTable))
-	_, err = run(ctx, nsPath, "", argv...)
+	_, err := run(ctx, nsPath, "", argv...)
 	return err
 }
 
