@@ -12,7 +12,7 @@ LDFLAGS := -X github.com/istio-sidecar/istio-sidecar/driver.Version=$(VERSION)
 
 # The real pilot-agent (built from the pinned istio.io/istio module) and, unless ISTIO_SIDECAR_ENVOY points at a
 # real Envoy, the stand-in Envoy. Evaluated lazily: only the targets that need them build them.
-PILOT_AGENT = $(shell e2e/build/pilot-agent.sh)
+PILOT_AGENT = $(shell build/pilot-agent.sh)
 ISTIO_SIDECAR_ENVOY ?= $(CURDIR)/bin/standin-envoy
 
 .PHONY: help
@@ -29,21 +29,21 @@ build: ## Build the plugin into bin/istio-sidecar
 
 .PHONY: standin
 standin: ## Build the stand-in Envoy used by the tests (never a plugin default)
-	go build -o bin/standin-envoy ./e2e/standin-envoy
+	go build -o bin/standin-envoy ./testdoubles/standin-envoy
 
 .PHONY: nomad
 nomad: ## Build the Nomad v1.6.3 agent from its MPL-2.0 module source into the cache (~3.5 min the first time)
-	e2e/build/nomad.sh
+	build/nomad.sh
 
 .PHONY: pilot-agent
 pilot-agent: ## Build Istio's real pilot-agent from the pinned istio.io/istio module into the cache
-	e2e/build/pilot-agent.sh
+	build/pilot-agent.sh
 
 .PHONY: setup
 setup: ## Install host packages and the proxy user, build pilot-agent and Nomad v1.6.3 (cached)
-	e2e/build/host-setup.sh
-	e2e/build/pilot-agent.sh >/dev/null
-	e2e/build/nomad.sh >/dev/null
+	build/host-setup.sh
+	build/pilot-agent.sh >/dev/null
+	build/nomad.sh >/dev/null
 
 .PHONY: check
 check: ## gofmt and go vet
@@ -58,7 +58,7 @@ unit: setup build standin ## Unit and driver integration tests (real pilot-agent
 
 .PHONY: e2e
 e2e: setup build standin ## End-to-end scenarios on a real Nomad v1.6.3 agent
-	NOMAD_BIN=$$(e2e/build/nomad.sh) ISTIO_SIDECAR_BIN=$(CURDIR)/bin/istio-sidecar \
+	NOMAD_BIN=$$(build/nomad.sh) ISTIO_SIDECAR_BIN=$(CURDIR)/bin/istio-sidecar \
 	ISTIO_SIDECAR_PILOT_AGENT=$(PILOT_AGENT) ISTIO_SIDECAR_ENVOY=$(ISTIO_SIDECAR_ENVOY) \
 	ISTIO_SIDECAR_REQUIRE_INTEGRATION=1 go test -count=1 -timeout 20m -tags e2e ./e2e/
 
@@ -70,7 +70,7 @@ bench: setup build standin ## Benchmarks, printed with ratios against a baseline
 	ISTIO_SIDECAR_PILOT_AGENT=$(PILOT_AGENT) ISTIO_SIDECAR_ENVOY=$(ISTIO_SIDECAR_ENVOY) \
 	go test -run '^$$' -bench . -benchtime 10x ./...
 	@# The node-level figures (start-up split, memory, 20 groups at once) on a real agent: one run of a few minutes.
-	NOMAD_BIN=$$(e2e/build/nomad.sh) ISTIO_SIDECAR_BIN=$(CURDIR)/bin/istio-sidecar \
+	NOMAD_BIN=$$(build/nomad.sh) ISTIO_SIDECAR_BIN=$(CURDIR)/bin/istio-sidecar \
 	ISTIO_SIDECAR_PILOT_AGENT=$(PILOT_AGENT) ISTIO_SIDECAR_ENVOY=$(ISTIO_SIDECAR_ENVOY) \
 	go test -count=1 -timeout 15m -tags e2e -run '^$$' -bench '^BenchmarkSidecar$$' -benchtime 1x ./e2e/
 

@@ -24,7 +24,7 @@ import (
 	dtestutil "github.com/hashicorp/nomad/plugins/drivers/testutils"
 )
 
-// The integration tests run the real pilot-agent with an Envoy: the stand-in from e2e/standin-envoy by default,
+// The integration tests run the real pilot-agent with an Envoy: the stand-in from testdoubles/standin-envoy by default,
 // a real Envoy when ISTIO_SIDECAR_ENVOY points at one. `make test` sets these and ISTIO_SIDECAR_REQUIRE_INTEGRATION,
 // so that in CI a missing piece fails instead of skipping.
 type proxyBinaries struct {

@@ -42,7 +42,7 @@ const (
 	meshTimeout = 90 * time.Second
 )
 
-// testappBin builds e2e/testapp once per test binary, into a directory removed by TestMain.
+// testappBin builds testdoubles/testapp once per test binary, into a directory removed by TestMain.
 var testapp struct {
 	once sync.Once
 	dir  string
@@ -72,12 +72,12 @@ func testappBin(t *testing.T) string {
 		// Tasks run as root under raw_exec, but keep the binary reachable for any user all the same.
 		_ = os.Chmod(testapp.dir, 0o755)
 		testapp.path = filepath.Join(testapp.dir, "testapp")
-		cmd := exec.Command("go", "build", "-o", testapp.path, "./e2e/testapp")
+		cmd := exec.Command("go", "build", "-o", testapp.path, "./testdoubles/testapp")
 		cmd.Dir = root
 		// Static, so that it runs in an exec task's chroot holding nothing but itself.
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			testapp.err = fmt.Errorf("go build ./e2e/testapp: %w\n%s", err, out)
+			testapp.err = fmt.Errorf("go build ./testdoubles/testapp: %w\n%s", err, out)
 		}
 	})
 	if testapp.err != nil {
@@ -141,7 +141,7 @@ func runBridgeJob(t *testing.T, agent *harness.Agent, id string, vars harness.Va
 	return alloc
 }
 
-// connRecord is one line of the stand-in Envoy's connection log (e2e/standin-envoy/connlog.go).
+// connRecord is one line of the stand-in Envoy's connection log (testdoubles/standin-envoy/connlog.go).
 type connRecord struct {
 	Time        time.Time `json:"time"`
 	Listener    string    `json:"listener"`

@@ -26,7 +26,7 @@ variable "datacenters" {
 
 variable "testapp_path" {
   type        = string
-  description = "The workload's binary: e2e/testapp (go build -o /usr/local/bin/testapp ./e2e/testapp)."
+  description = "The workload's binary: testdoubles/testapp (go build -o /usr/local/bin/testapp ./testdoubles/testapp)."
   default     = "/usr/local/bin/testapp"
 }
 

@@ -16,7 +16,7 @@ func TestMatchesLiveIstio(t *testing.T) {
 	requireRoot(t)
 	pilotAgent := os.Getenv("ISTIO_SIDECAR_PILOT_AGENT")
 	if _, err := os.Stat(pilotAgent); pilotAgent == "" || err != nil {
-		skipOrFail(t, "set ISTIO_SIDECAR_PILOT_AGENT to a pilot-agent (e2e/build/pilot-agent.sh builds one): %q %v", pilotAgent, err)
+		skipOrFail(t, "set ISTIO_SIDECAR_PILOT_AGENT to a pilot-agent (build/pilot-agent.sh builds one): %q %v", pilotAgent, err)
 	}
 	istioNS, _ := newNS(t)
 	// Istio refuses a namespace without a non-loopback address.

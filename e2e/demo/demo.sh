@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make demo: the istio-sidecar driver end to end on this machine, as root, on a fresh Debian host.
 #
-# Installs what it needs (e2e/build/host-setup.sh), builds pilot-agent, Nomad v1.6.3, the plugin, the stand-in
+# Installs what it needs (build/host-setup.sh), builds pilot-agent, Nomad v1.6.3, the plugin, the stand-in
 # Envoy (unless ISTIO_SIDECAR_ENVOY names a real one) and the testapp; starts a throwaway Nomad agent (server and
 # client on loopback, ports 14646-14648 unless DEMO_HTTP_PORT, DEMO_RPC_PORT, DEMO_SERF_PORT say otherwise,
 # everything under one temporary directory); stores a throwaway mesh root certificate in Nomad Variables; runs
@@ -67,14 +67,14 @@ preflight() {
 
 build() {
   step "Host setup and builds (cached after the first run; a cold build of Nomad and pilot-agent takes minutes)"
-  e2e/build/host-setup.sh
+  build/host-setup.sh
   command -v ss >/dev/null || die "ss (iproute2) is missing"
   for p in "$HTTP_PORT" "$RPC_PORT" "$SERF_PORT"; do
     [ -z "$(ss -Htuln "sport = :$p")" ] || die "port $p is in use; set DEMO_HTTP_PORT, DEMO_RPC_PORT, DEMO_SERF_PORT"
   done
-  PILOT_AGENT=$(e2e/build/pilot-agent.sh)
+  PILOT_AGENT=$(build/pilot-agent.sh)
   TEMPLATE="$(dirname "$PILOT_AGENT")/envoy_bootstrap_tmpl.json"
-  NOMAD=$(e2e/build/nomad.sh)
+  NOMAD=$(build/nomad.sh)
   make -s --no-print-directory build
   if [ -n "${ISTIO_SIDECAR_ENVOY:-}" ]; then
     ENVOY=$(cd "$(dirname "$ISTIO_SIDECAR_ENVOY")" && pwd)/$(basename "$ISTIO_SIDECAR_ENVOY")
@@ -83,10 +83,10 @@ build() {
     make -s --no-print-directory standin
     ENVOY=$ROOT/bin/standin-envoy
   fi
-  go build -o bin/testapp ./e2e/testapp
+  go build -o bin/testapp ./testdoubles/testapp
   # The stand-in marks itself with an all-zero build SHA in `envoy --version`.
   if "$ENVOY" --version 2>&1 | grep -q 0000000000000000000000000000000000000000; then
-    ENVOY_KIND="the stand-in Envoy (e2e/standin-envoy), not a real Envoy"
+    ENVOY_KIND="the stand-in Envoy (testdoubles/standin-envoy), not a real Envoy"
   else
     ENVOY_KIND="a real Envoy: $("$ENVOY" --version 2>&1 | grep -m1 version || true)"
   fi

@@ -3,7 +3,7 @@
 
 variable "testapp_path" {
   type        = string
-  description = "The testapp binary (go build -o bin/testapp ./e2e/testapp)."
+  description = "The testapp binary (go build -o bin/testapp ./testdoubles/testapp)."
 }
 
 job "demo-upstream" {

@@ -52,11 +52,11 @@ type buildResult struct {
 	err  error
 }
 
-// NomadBin returns NOMAD_BIN, or else the binary built (or found cached) by e2e/build/nomad.sh. It fails the test
+// NomadBin returns NOMAD_BIN, or else the binary built (or found cached) by build/nomad.sh. It fails the test
 // when the binary is not Nomad v1.6.3.
 func NomadBin(t testing.TB) string {
 	t.Helper()
-	bin := fromEnvOrBuilder(t, "NOMAD_BIN", "e2e/build/nomad.sh")
+	bin := fromEnvOrBuilder(t, "NOMAD_BIN", "build/nomad.sh")
 	out, err := exec.Command(bin, "version").CombinedOutput()
 	if err != nil {
 		t.Fatalf("%s version: %v\n%s", bin, err, out)
@@ -67,14 +67,14 @@ func NomadBin(t testing.TB) string {
 	return bin
 }
 
-// PilotAgentBin returns ISTIO_SIDECAR_PILOT_AGENT, or else the pilot-agent built by e2e/build/pilot-agent.sh.
+// PilotAgentBin returns ISTIO_SIDECAR_PILOT_AGENT, or else the pilot-agent built by build/pilot-agent.sh.
 func PilotAgentBin(t testing.TB) string {
 	t.Helper()
-	return fromEnvOrBuilder(t, "ISTIO_SIDECAR_PILOT_AGENT", "e2e/build/pilot-agent.sh")
+	return fromEnvOrBuilder(t, "ISTIO_SIDECAR_PILOT_AGENT", "build/pilot-agent.sh")
 }
 
 // BootstrapTemplate returns ISTIO_SIDECAR_BOOTSTRAP_TEMPLATE, or else Istio's envoy_bootstrap_tmpl.json that
-// e2e/build/pilot-agent.sh installs beside the pilot-agent it built.
+// build/pilot-agent.sh installs beside the pilot-agent it built.
 func BootstrapTemplate(t testing.TB) string {
 	t.Helper()
 	if p := os.Getenv("ISTIO_SIDECAR_BOOTSTRAP_TEMPLATE"); p != "" {
@@ -94,7 +94,7 @@ func PluginBin(t testing.TB) string {
 func EnvoyBin(t testing.TB) string {
 	t.Helper()
 	return existingBin(t, "ISTIO_SIDECAR_ENVOY", "bin/standin-envoy",
-		"build it with go build -o bin/standin-envoy ./e2e/standin-envoy, or point ISTIO_SIDECAR_ENVOY at a real Envoy")
+		"build it with go build -o bin/standin-envoy ./testdoubles/standin-envoy, or point ISTIO_SIDECAR_ENVOY at a real Envoy")
 }
 
 func existingBin(t testing.TB, env, rel, hint string) string {

@@ -19,7 +19,7 @@ const cniPath = "/usr/lib/cni"
 
 // Options configure an agent. The zero value starts an agent with only Nomad's built-in drivers.
 type Options struct {
-	// NomadBin is the agent binary; "" means NomadBin(t) (NOMAD_BIN or e2e/build/nomad.sh).
+	// NomadBin is the agent binary; "" means NomadBin(t) (NOMAD_BIN or build/nomad.sh).
 	NomadBin string
 	// PluginBin is the istio-sidecar plugin to load, copied into plugin_dir; "" loads no plugin.
 	PluginBin string

@@ -10,9 +10,9 @@
 //
 // The e2e tests (build tag e2e, in package e2e) find their binaries through these environment variables:
 //
-//	NOMAD_BIN                  the Nomad agent; default: the path printed by e2e/build/nomad.sh (v1.6.3 only)
+//	NOMAD_BIN                  the Nomad agent; default: the path printed by build/nomad.sh (v1.6.3 only)
 //	ISTIO_SIDECAR_BIN          the plugin; default: bin/istio-sidecar at the repository root (make build)
-//	ISTIO_SIDECAR_PILOT_AGENT  Istio's pilot-agent; default: the path printed by e2e/build/pilot-agent.sh
+//	ISTIO_SIDECAR_PILOT_AGENT  Istio's pilot-agent; default: the path printed by build/pilot-agent.sh
 //	ISTIO_SIDECAR_ENVOY        the Envoy pilot-agent starts; default: bin/standin-envoy at the repository root;
 //	                           point it at a real Envoy to run the scenarios against one
 //	ISTIO_SIDECAR_E2E_KEEP     when set to 1, keep each agent's temporary directory for inspection

@@ -6,7 +6,7 @@ set -euo pipefail
 
 agent=${1:?usage: $0 <pilot-agent>}
 here=$(cd "$(dirname "$0")" && pwd)
-istio=$(cd "$here/../../pilotagent" && go list -m -f '{{.Dir}}' istio.io/istio)
+istio=$(cd "$here/../../../build/istio" && go list -m -f '{{.Dir}}' istio.io/istio)
 work=$(mktemp -d /tmp/standin-envoy-testdata.XXXXXX)
 ns=standin-testdata-$$
 trap 'ip netns del "$ns" 2>/dev/null || true; rm -rf "$work"' EXIT

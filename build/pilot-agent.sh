@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Builds Istio's real pilot-agent from the istio.io/istio module pinned in e2e/pilotagent/go.mod into a cache
+# Builds Istio's real pilot-agent from the istio.io/istio module pinned in build/istio/go.mod into a cache
 # outside the clone. Prints the path of the binary; reuses a cached build of the same pinned version.
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")/../pilotagent" && pwd)
+here=$(cd "$(dirname "$0")/istio" && pwd)
 CACHE=${ISTIO_SIDECAR_CACHE:-/var/cache/istio-sidecar}
 version=$(cd "$here" && go list -m -f '{{.Version}}' istio.io/istio)
 OUT="$CACHE/pilot-agent-$version/pilot-agent"

@@ -1,6 +1,6 @@
 // Builds Istio's real pilot-agent for the test suite and the demo. A module of its own so that the
 // plugin's go.mod never pulls istio.io/istio.
-module github.com/istio-sidecar/istio-sidecar/e2e/pilotagent
+module github.com/istio-sidecar/istio-sidecar/build/istio
 
 go 1.26.0
 

@@ -42,7 +42,7 @@ const (
 func TestPilotAgentWithStandin(t *testing.T) {
 	agent := os.Getenv(envPilotAgent)
 	if agent == "" {
-		skipOrFail(t, "set %s to a pilot-agent binary (e2e/build/pilot-agent.sh builds one)", envPilotAgent)
+		skipOrFail(t, "set %s to a pilot-agent binary (build/pilot-agent.sh builds one)", envPilotAgent)
 	}
 	requireRoot(t, "ip", "iptables", "go")
 	standin := buildStandin(t)
@@ -165,15 +165,15 @@ func layoutAgentDir(t *testing.T, work string) {
 	writeFile(t, filepath.Join(work, "var/lib/istio/envoy/envoy_bootstrap_tmpl.json"), tmpl)
 }
 
-// istioModuleDir finds the Istio module the pilot-agent builder pins (e2e/pilotagent/go.mod).
+// istioModuleDir finds the Istio module the pilot-agent builder pins (build/istio/go.mod).
 func istioModuleDir(t *testing.T) string {
 	t.Helper()
 	cmd := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "istio.io/istio")
-	cmd.Dir = "../pilotagent"
+	cmd.Dir = "../../build/istio"
 	out, err := cmd.Output()
 	dir := strings.TrimSpace(string(out))
 	if err != nil || dir == "" {
-		t.Fatalf("locating istio.io/istio from ../pilotagent: %v", err)
+		t.Fatalf("locating istio.io/istio from ../../build/istio: %v", err)
 	}
 	return dir
 }
