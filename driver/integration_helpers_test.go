@@ -1,14 +1,7 @@
 package driver
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"os"
 	"os/exec"
 	"os/user"
@@ -22,6 +15,8 @@ import (
 	"github.com/hashicorp/nomad/plugins/base"
 	"github.com/hashicorp/nomad/plugins/drivers"
 	dtestutil "github.com/hashicorp/nomad/plugins/drivers/testutils"
+
+	"github.com/istio-sidecar/istio-sidecar/internal/testenv"
 )
 
 // The integration tests run the real pilot-agent with an Envoy: the stand-in from testdoubles/standin-envoy by default,
@@ -35,17 +30,11 @@ type proxyBinaries struct {
 func integration(t *testing.T) proxyBinaries {
 	t.Helper()
 	skip := func(reason string) {
-		if os.Getenv("ISTIO_SIDECAR_REQUIRE_INTEGRATION") != "" {
-			t.Fatalf("integration test cannot run: %s", reason)
-		}
-		t.Skipf("integration test skipped: %s (make test sets everything up)", reason)
+		t.Helper()
+		testenv.SkipOrFail(t, "integration test cannot run here: %s (make test sets everything up)", reason)
 	}
-	if os.Geteuid() != 0 {
-		skip("needs root (network namespaces, the proxy user)")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		skip("needs iproute2's ip")
-	}
+	testenv.RequireRoot(t, "network namespaces, the proxy user")
+	testenv.RequireTools(t, "ip")
 	if _, err := user.LookupId("1337"); err != nil {
 		skip("needs a user with UID 1337 (useradd --system --uid 1337 --user-group istio-proxy)")
 	}
@@ -79,22 +68,9 @@ func (b proxyBinaries) needStandin(t *testing.T, why string) {
 // give a group, and removes it when the test ends.
 func newNetns(t *testing.T) string {
 	t.Helper()
-	name := "isc-drv-" + uuid.Generate()[:8]
-	run := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-		}
-	}
-	run("netns", "add", name)
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "delete", name).Run() })
-	run("-n", name, "link", "set", "lo", "up")
-	// Both ends of the pair stay inside the namespace: the host gains no link (no dummy module here).
-	run("-n", name, "link", "add", "eth0", "type", "veth", "peer", "name", "eth1")
-	run("-n", name, "addr", "add", "10.213.0.2/24", "dev", "eth0")
-	run("-n", name, "link", "set", "eth0", "up")
-	run("-n", name, "link", "set", "eth1", "up")
-	return "/var/run/netns/" + name
+	ns := testenv.NewNetns(t, "isc-drv")
+	ns.AddInterface(t, "10.213.0.2/24")
+	return ns.Path
 }
 
 type testDriver struct {
@@ -171,24 +147,11 @@ func (td testDriver) task(t *testing.T, netns, body string, env map[string]strin
 
 func writeRootCert(t *testing.T, path string) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	pem, err := testenv.RootCert("istio-sidecar driver test root")
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{Organization: []string{"cluster.local"}},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+	if err := os.WriteFile(path, pem, 0o644); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -10,7 +10,8 @@ import (
 	"time"
 
 	"github.com/containernetworking/plugins/pkg/ns"
-	"github.com/hashicorp/nomad/helper/uuid"
+
+	"github.com/istio-sidecar/istio-sidecar/internal/testenv"
 )
 
 // saveIn is the namespace's nat and raw tables, as an operator would read them.
@@ -269,25 +270,13 @@ func ipIn(t *testing.T, netns string, args ...string) string {
 // of the mesh would reach the group: group 10.214.1.2, peer 10.214.1.3.
 func newPeeredNetns(t *testing.T) (group, peer string) {
 	t.Helper()
-	id := uuid.Generate()[:8]
-	g, p := "isc-grp-"+id, "isc-peer-"+id
-	run := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-		}
-	}
-	for _, ns := range []string{g, p} {
-		run("netns", "add", ns)
-		t.Cleanup(func() { _ = exec.Command("ip", "netns", "delete", ns).Run() })
-		run("-n", ns, "link", "set", "lo", "up")
-	}
-	run("-n", g, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", p)
-	run("-n", g, "addr", "add", "10.214.1.2/24", "dev", "eth0")
-	run("-n", p, "addr", "add", "10.214.1.3/24", "dev", "eth0")
-	run("-n", g, "link", "set", "eth0", "up")
-	run("-n", p, "link", "set", "eth0", "up")
-	return "/var/run/netns/" + g, "/var/run/netns/" + p
+	g, p := testenv.NewNetns(t, "isc-grp"), testenv.NewNetns(t, "isc-peer")
+	g.IP(t, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", p.Name)
+	g.IP(t, "addr", "add", "10.214.1.2/24", "dev", "eth0")
+	p.IP(t, "addr", "add", "10.214.1.3/24", "dev", "eth0")
+	g.IP(t, "link", "set", "eth0", "up")
+	p.IP(t, "link", "set", "eth0", "up")
+	return g.Path, p.Path
 }
 
 // listenIn opens a TCP listener inside the namespace (the socket keeps it) and reports each client's address.

@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/nomad/api"
 
 	"github.com/istio-sidecar/istio-sidecar/e2e/harness"
+	"github.com/istio-sidecar/istio-sidecar/internal/testenv"
 )
 
 // BenchmarkSidecar prints, as a table, what a meshed bridge-mode group costs on a real Nomad v1.6.3 node, next to
@@ -79,7 +80,7 @@ type benchRun struct {
 }
 
 func newBenchRun(b *testing.B) *benchRun {
-	cert, err := harness.ThrowawayRootCert("istio-sidecar bench root", time.Hour)
+	cert, err := testenv.RootCert("istio-sidecar bench root")
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/hashicorp/nomad/api"
 
 	"github.com/istio-sidecar/istio-sidecar/e2e/harness"
+	"github.com/istio-sidecar/istio-sidecar/internal/testenv"
 )
 
 const (
@@ -107,7 +108,7 @@ func putMeshSecrets(t *testing.T, agent *harness.Agent, jobID string) {
 
 func rootCertPEM(t *testing.T) string {
 	t.Helper()
-	pem, err := harness.ThrowawayRootCert("e2e mesh root", 24*time.Hour)
+	pem, err := testenv.RootCert("e2e mesh root")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,51 +1,25 @@
 package main
 
 import (
-	"crypto/rand"
-	"encoding/hex"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/istio-sidecar/istio-sidecar/internal/testenv"
 )
 
 // requireIntegration skips without root and iptables, except under ISTIO_SIDECAR_REQUIRE_INTEGRATION, where
 // a missing piece fails rather than passing as a skip.
 func requireIntegration(t *testing.T) {
 	t.Helper()
-	skip := func(format string, args ...any) {
-		t.Helper()
-		if os.Getenv("ISTIO_SIDECAR_REQUIRE_INTEGRATION") != "" {
-			t.Fatalf(format, args...)
-		}
-		t.Skipf(format, args...)
-	}
-	if os.Geteuid() != 0 {
-		skip("needs root to create a network namespace and run iptables in it")
-	}
-	for _, bin := range []string{"ip", "iptables-restore", "iptables-save"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			skip("needs %s: %v", bin, err)
-		}
-	}
+	testenv.RequireRoot(t, "creates a network namespace and runs iptables in it")
+	testenv.RequireTools(t, "ip", "iptables-restore", "iptables-save")
 }
 
 // newNetns creates a throwaway namespace isc-cli-<random> with loopback up, deleted when the test ends.
 func newNetns(t *testing.T) string {
 	t.Helper()
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	name := "isc-cli-" + hex.EncodeToString(b)
-	ip := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	}
-	ip("netns", "add", name)
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
-	ip("-n", name, "link", "set", "lo", "up")
-	return "/var/run/netns/" + name
+	return testenv.NewNetns(t, "isc-cli").Path
 }
 
 // TestApplyStatusCleanup drives the operator cycle in a throwaway namespace: apply, status lists the alloc,

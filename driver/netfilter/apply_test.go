@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/istio-sidecar/istio-sidecar/driver/rules"
+	"github.com/istio-sidecar/istio-sidecar/internal/testenv"
 )
 
 var dnsEnv = rules.Env{HasIPv6: true, Nameservers: []netip.Addr{netip.MustParseAddr("10.212.0.53"), netip.MustParseAddr("fd00::53")}}
@@ -173,7 +174,7 @@ func withoutOurs(save string) string {
 func TestLegacyInUse(t *testing.T) {
 	requireRoot(t)
 	if _, ok := probeBackend(testCtx(t), Legacy); !ok {
-		skipOrFail(t, "iptables-legacy is not installed")
+		testenv.SkipOrFail(t, "iptables-legacy is not installed")
 	}
 	name, path := newNS(t)
 	if legacyInUse(path, rules.IPv4) || legacyInUse(path, rules.IPv6) {

@@ -2,10 +2,7 @@ package netfilter
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
-	"os"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -13,6 +10,7 @@ import (
 	"time"
 
 	"github.com/istio-sidecar/istio-sidecar/driver/rules"
+	"github.com/istio-sidecar/istio-sidecar/internal/testenv"
 )
 
 const allocA = "5f0c7a0e-1d2b-4c3a-8e9f-0a1b2c3d4e5f"
@@ -21,24 +19,8 @@ const allocB = "9a8b7c6d-5e4f-4a3b-9c2d-1e0f9a8b7c6d"
 // requireRoot skips network tests unless they can create namespaces and run both iptables flavours.
 func requireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		skipOrFail(t, "needs root to create network namespaces")
-	}
-	for _, bin := range []string{"ip", "iptables-nft-restore", "iptables-legacy-restore", "ip6tables-nft-restore"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			skipOrFail(t, "needs %s: %v", bin, err)
-		}
-	}
-}
-
-// skipOrFail skips, except under `make test` (ISTIO_SIDECAR_REQUIRE_INTEGRATION), where a missing piece must
-// fail rather than pass as a skip.
-func skipOrFail(t testing.TB, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("ISTIO_SIDECAR_REQUIRE_INTEGRATION") != "" {
-		t.Fatalf(format, args...)
-	}
-	t.Skipf(format, args...)
+	testenv.RequireRoot(t, "creates network namespaces")
+	testenv.RequireTools(t, "ip", "iptables-nft-restore", "iptables-legacy-restore", "ip6tables-nft-restore")
 }
 
 func sh(t testing.TB, argv ...string) string {
@@ -53,13 +35,8 @@ func sh(t testing.TB, argv ...string) string {
 // newNS creates a fresh namespace isc-test-<random> with loopback up and removes it when the test ends.
 func newNS(t testing.TB) (name, path string) {
 	t.Helper()
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	name = "isc-test-" + hex.EncodeToString(b)
-	sh(t, "ip", "netns", "add", name)
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
-	sh(t, "ip", "-n", name, "link", "set", "lo", "up")
-	return name, "/var/run/netns/" + name
+	ns := testenv.NewNetns(t, "isc-test")
+	return ns.Name, ns.Path
 }
 
 var counters = regexp.MustCompile(`\[\d+:\d+\]`)

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/istio-sidecar/istio-sidecar/driver/rules"
+	"github.com/istio-sidecar/istio-sidecar/internal/testenv"
 )
 
 var ourComment = regexp.MustCompile(` -m comment --comment "` + regexp.QuoteMeta(rules.TagPrefix) + `[^"]*"`)
@@ -16,7 +17,7 @@ func TestMatchesLiveIstio(t *testing.T) {
 	requireRoot(t)
 	pilotAgent := os.Getenv("ISTIO_SIDECAR_PILOT_AGENT")
 	if _, err := os.Stat(pilotAgent); pilotAgent == "" || err != nil {
-		skipOrFail(t, "set ISTIO_SIDECAR_PILOT_AGENT to a pilot-agent (build/pilot-agent.sh builds one): %q %v", pilotAgent, err)
+		testenv.SkipOrFail(t, "set ISTIO_SIDECAR_PILOT_AGENT to a pilot-agent (build/pilot-agent.sh builds one): %q %v", pilotAgent, err)
 	}
 	istioNS, _ := newNS(t)
 	// Istio refuses a namespace without a non-loopback address.

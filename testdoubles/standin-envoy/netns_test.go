@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
@@ -17,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/istio-sidecar/istio-sidecar/internal/testenv"
 )
 
 // Helpers for tests that need root: a throwaway network namespace, sockets opened inside it from this
@@ -24,24 +24,8 @@ import (
 
 func requireRoot(t *testing.T, tools ...string) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		skipOrFail(t, "needs root: creates network namespaces and iptables rules inside them")
-	}
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			skipOrFail(t, "needs %s: %v", tool, err)
-		}
-	}
-}
-
-// skipOrFail skips, except under `make test` (ISTIO_SIDECAR_REQUIRE_INTEGRATION), where a missing piece must
-// fail rather than pass as a skip.
-func skipOrFail(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("ISTIO_SIDECAR_REQUIRE_INTEGRATION") != "" {
-		t.Fatalf(format, args...)
-	}
-	t.Skipf(format, args...)
+	testenv.RequireRoot(t, "creates network namespaces and iptables rules inside them")
+	testenv.RequireTools(t, tools...)
 }
 
 func mustRun(t *testing.T, name string, args ...string) {
@@ -51,30 +35,13 @@ func mustRun(t *testing.T, name string, args ...string) {
 	}
 }
 
-// newNetns creates a namespace with lo up and one interface holding addrs, and deletes it in Cleanup.
-// The dummy module is missing on some hosts (seen here: "Unknown device type"); a veth pair with both
-// ends in the namespace serves the same purpose: a non-loopback address for pilot-agent to find.
+// newNetns creates a namespace with lo up and one interface, eth0, holding addrs (a non-loopback address for
+// pilot-agent to find), and deletes it in Cleanup.
 func newNetns(t *testing.T, addrs ...string) string {
 	t.Helper()
-	suffix := make([]byte, 4)
-	_, _ = rand.Read(suffix)
-	ns := "standin-" + hex.EncodeToString(suffix)
-	mustRun(t, "ip", "netns", "add", ns)
-	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
-			t.Errorf("deleting namespace %s: %v\n%s", ns, err, out)
-		}
-	})
-	mustRun(t, "ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
-	if exec.Command("ip", "netns", "exec", ns, "ip", "link", "add", "eth0", "type", "dummy").Run() != nil {
-		mustRun(t, "ip", "netns", "exec", ns, "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0peer")
-		mustRun(t, "ip", "netns", "exec", ns, "ip", "link", "set", "eth0peer", "up")
-	}
-	for _, a := range addrs {
-		mustRun(t, "ip", "netns", "exec", ns, "ip", "addr", "add", a, "dev", "eth0")
-	}
-	mustRun(t, "ip", "netns", "exec", ns, "ip", "link", "set", "eth0", "up")
-	return ns
+	ns := testenv.NewNetns(t, "standin")
+	ns.AddInterface(t, addrs...)
+	return ns.Name
 }
 
 // inNetns runs fn on an OS thread switched into the namespace. Sockets keep the namespace they were

@@ -3,17 +3,10 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -23,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/istio-sidecar/istio-sidecar/internal/testenv"
 )
 
 const envPilotAgent = "ISTIO_SIDECAR_PILOT_AGENT"
@@ -42,7 +37,7 @@ const (
 func TestPilotAgentWithStandin(t *testing.T) {
 	agent := os.Getenv(envPilotAgent)
 	if agent == "" {
-		skipOrFail(t, "set %s to a pilot-agent binary (build/pilot-agent.sh builds one)", envPilotAgent)
+		testenv.SkipOrFail(t, "set %s to a pilot-agent binary (build/pilot-agent.sh builds one)", envPilotAgent)
 	}
 	requireRoot(t, "ip", "iptables", "go")
 	standin := buildStandin(t)
@@ -154,7 +149,10 @@ func TestPilotAgentWithStandin(t *testing.T) {
 // template is read from ./var/lib/istio/envoy/envoy_bootstrap_tmpl.json (pkg/bootstrap/instance.go).
 func layoutAgentDir(t *testing.T, work string) {
 	t.Helper()
-	ca := selfSignedCA(t)
+	ca, err := testenv.RootCert("standin-envoy test CA")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, p := range []string{"var/run/secrets/istio/root-cert.pem", "etc/certs/root-cert.pem"} {
 		writeFile(t, filepath.Join(work, p), ca)
 	}
@@ -279,24 +277,6 @@ func waitForConnection(t *testing.T, path string, match func(connRecord) bool) c
 		return fmt.Errorf("no matching line in %q", data)
 	})
 	return found
-}
-
-func selfSignedCA(t *testing.T) []byte {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "standin-envoy test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
 
 func writeFile(t *testing.T, path string, data []byte) {

@@ -5,13 +5,12 @@ package main
 import (
 	"fmt"
 	"os"
-	"time"
 
-	"github.com/istio-sidecar/istio-sidecar/e2e/harness"
+	"github.com/istio-sidecar/istio-sidecar/internal/testenv"
 )
 
 func main() {
-	pem, err := harness.ThrowawayRootCert("istio-sidecar demo root", 24*time.Hour)
+	pem, err := testenv.RootCert("istio-sidecar demo root")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "mkrootcert:", err)
 		os.Exit(1)

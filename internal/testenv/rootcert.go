@@ -1,4 +1,4 @@
-package harness
+package testenv
 
 import (
 	"crypto/ecdsa"
@@ -12,10 +12,13 @@ import (
 	"time"
 )
 
-// ThrowawayRootCert returns a self-signed CA certificate in PEM, standing in for a mesh's root: pilot-agent
-// refuses to start its SDS server without one, and with no istiod around nothing is ever signed by it. The
-// private key is discarded.
-func ThrowawayRootCert(commonName string, validFor time.Duration) ([]byte, error) {
+// rootCertValidity covers a test run, the bench and the demo with room to spare.
+const rootCertValidity = 24 * time.Hour
+
+// RootCert returns a self-signed CA certificate in PEM, standing in for a mesh's root: pilot-agent refuses to
+// start its SDS server without one, and with no istiod around nothing is ever signed by it. The private key is
+// discarded. It is valid from an hour ago (clock skew) for a day.
+func RootCert(commonName string) ([]byte, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("generating a key: %w", err)
@@ -28,8 +31,8 @@ func ThrowawayRootCert(commonName string, validFor time.Duration) ([]byte, error
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
 		Subject:               pkix.Name{Organization: []string{"istio-sidecar throwaway"}, CommonName: commonName},
-		NotBefore:             now.Add(-time.Minute),
-		NotAfter:              now.Add(validFor),
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(rootCertValidity),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 		BasicConstraintsValid: true,
 		IsCA:                  true,

@@ -1,0 +1,111 @@
+package testenv
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// recorder is a TB that records how a helper ended the test. Like *testing.T, Skipf and Fatalf stop the calling
+// goroutine, so the helper never carries on past them.
+type recorder struct {
+	ended    string // "skip", "fatal" or "" when the helper returned
+	msg      string
+	cleanups []func()
+}
+
+func (r *recorder) Helper()                        {}
+func (r *recorder) Cleanup(f func())               { r.cleanups = append(r.cleanups, f) }
+func (r *recorder) Errorf(format string, a ...any) { r.msg = fmt.Sprintf(format, a...) }
+func (r *recorder) Fatalf(format string, a ...any) { r.end("fatal", format, a) }
+func (r *recorder) Skipf(format string, a ...any)  { r.end("skip", format, a) }
+
+func (r *recorder) end(how, format string, a []any) {
+	r.ended, r.msg = how, fmt.Sprintf(format, a...)
+	runtime.Goexit()
+}
+
+// runHelper calls f with a fresh recorder on a goroutine of its own, as the testing package runs a test.
+func runHelper(f func(TB)) *recorder {
+	r := &recorder{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f(r)
+	}()
+	<-done
+	return r
+}
+
+func TestSkipOrFail_FailsOnlyUnderMakeTest(t *testing.T) {
+	for _, tc := range []struct {
+		env, want string
+	}{{"", "skip"}, {"1", "fatal"}} {
+		t.Run(RequireEnv+"="+tc.env, func(t *testing.T) {
+			t.Setenv(RequireEnv, tc.env)
+			r := runHelper(func(tb TB) { SkipOrFail(tb, "needs %s", "a thing") })
+			if r.ended != tc.want || r.msg != "needs a thing" {
+				t.Errorf("ended %q with %q, want %q with %q", r.ended, r.msg, tc.want, "needs a thing")
+			}
+		})
+	}
+}
+
+func TestRequireTools_MissingToolEndsTheTest(t *testing.T) {
+	t.Setenv(RequireEnv, "1")
+	r := runHelper(func(tb TB) { RequireTools(tb, "sh", "no-such-tool-istio-sidecar") })
+	if r.ended != "fatal" || !strings.Contains(r.msg, "no-such-tool-istio-sidecar") {
+		t.Errorf("ended %q with %q, want a failure naming the missing tool", r.ended, r.msg)
+	}
+	if r := runHelper(func(tb TB) { RequireTools(tb, "sh") }); r.ended != "" {
+		t.Errorf("with every tool present the helper ended the test: %s %q", r.ended, r.msg)
+	}
+}
+
+func TestRootCert_SelfSignedCAValidNow(t *testing.T) {
+	data, err := RootCert("test root")
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, rest := pem.Decode(data)
+	if block == nil || block.Type != "CERTIFICATE" || len(rest) != 0 {
+		t.Fatalf("not one PEM certificate: %q", data)
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cert.IsCA || cert.Subject.CommonName != "test root" {
+		t.Errorf("IsCA=%t CN=%q, want a CA named %q", cert.IsCA, cert.Subject.CommonName, "test root")
+	}
+	if err := cert.CheckSignatureFrom(cert); err != nil {
+		t.Errorf("not self-signed: %v", err)
+	}
+	if now := time.Now(); now.Before(cert.NotBefore) || now.After(cert.NotAfter) {
+		t.Errorf("not valid now: %s to %s", cert.NotBefore, cert.NotAfter)
+	}
+}
+
+func TestNewNetns_GoneAfterTheTest(t *testing.T) {
+	RequireRoot(t, "creates a network namespace")
+	RequireTools(t, "ip")
+	var ns Netns
+	t.Run("uses", func(t *testing.T) {
+		ns = NewNetns(t, "isc-testenv")
+		ns.AddInterface(t, "10.215.0.2/24")
+		if out := ns.IP(t, "-brief", "addr", "show", "eth0"); !strings.Contains(out, "10.215.0.2/24") {
+			t.Errorf("eth0 lacks its address: %s", out)
+		}
+		if out := ns.IP(t, "-brief", "link", "show", "lo"); !strings.Contains(out, "UP") {
+			t.Errorf("loopback is not up: %s", out)
+		}
+	})
+	if _, err := os.Stat(ns.Path); !os.IsNotExist(err) {
+		t.Errorf("%s still exists after the test that made it ended (stat: %v)", ns.Path, err)
+	}
+}
