@@ -17,6 +17,7 @@
 //	                           point it at a real Envoy to run the scenarios against one
 //	ISTIO_SIDECAR_E2E_KEEP     when set to 1, keep each agent's temporary directory for inspection
 //
-// Most scenarios need root (Nomad's client, network namespaces, iptables); they skip with the reason when it is
-// missing, so a scenario never passes without having run.
+// Most scenarios need root (Nomad's client, network namespaces, iptables); when it is missing they skip with the
+// reason, and under `make test` (ISTIO_SIDECAR_REQUIRE_INTEGRATION) they fail, so a scenario never passes without
+// having run.
 package harness

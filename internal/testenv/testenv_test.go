@@ -3,54 +3,21 @@ package testenv
 import (
 	"crypto/x509"
 	"encoding/pem"
-	"fmt"
 	"os"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 )
 
-// recorder is a TB that records how a helper ended the test. Like *testing.T, Skipf and Fatalf stop the calling
-// goroutine, so the helper never carries on past them.
-type recorder struct {
-	ended    string // "skip", "fatal" or "" when the helper returned
-	msg      string
-	cleanups []func()
-}
-
-func (r *recorder) Helper()                        {}
-func (r *recorder) Cleanup(f func())               { r.cleanups = append(r.cleanups, f) }
-func (r *recorder) Errorf(format string, a ...any) { r.msg = fmt.Sprintf(format, a...) }
-func (r *recorder) Fatalf(format string, a ...any) { r.end("fatal", format, a) }
-func (r *recorder) Skipf(format string, a ...any)  { r.end("skip", format, a) }
-
-func (r *recorder) end(how, format string, a []any) {
-	r.ended, r.msg = how, fmt.Sprintf(format, a...)
-	runtime.Goexit()
-}
-
-// runHelper calls f with a fresh recorder on a goroutine of its own, as the testing package runs a test.
-func runHelper(f func(TB)) *recorder {
-	r := &recorder{}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f(r)
-	}()
-	<-done
-	return r
-}
-
 func TestSkipOrFail_FailsOnlyUnderMakeTest(t *testing.T) {
 	for _, tc := range []struct {
 		env, want string
-	}{{"", "skip"}, {"1", "fatal"}} {
+	}{{"", Skipped}, {"1", Failed}} {
 		t.Run(RequireEnv+"="+tc.env, func(t *testing.T) {
 			t.Setenv(RequireEnv, tc.env)
-			r := runHelper(func(tb TB) { SkipOrFail(tb, "needs %s", "a thing") })
-			if r.ended != tc.want || r.msg != "needs a thing" {
-				t.Errorf("ended %q with %q, want %q with %q", r.ended, r.msg, tc.want, "needs a thing")
+			r := Record(func(tb TB) { SkipOrFail(tb, "needs %s", "a thing") })
+			if r.Ended != tc.want || r.Message != "needs a thing" {
+				t.Errorf("ended %q with %q, want %q with %q", r.Ended, r.Message, tc.want, "needs a thing")
 			}
 		})
 	}
@@ -58,12 +25,12 @@ func TestSkipOrFail_FailsOnlyUnderMakeTest(t *testing.T) {
 
 func TestRequireTools_MissingToolEndsTheTest(t *testing.T) {
 	t.Setenv(RequireEnv, "1")
-	r := runHelper(func(tb TB) { RequireTools(tb, "sh", "no-such-tool-istio-sidecar") })
-	if r.ended != "fatal" || !strings.Contains(r.msg, "no-such-tool-istio-sidecar") {
-		t.Errorf("ended %q with %q, want a failure naming the missing tool", r.ended, r.msg)
+	r := Record(func(tb TB) { RequireTools(tb, "sh", "no-such-tool-istio-sidecar") })
+	if r.Ended != Failed || !strings.Contains(r.Message, "no-such-tool-istio-sidecar") {
+		t.Errorf("ended %q with %q, want a failure naming the missing tool", r.Ended, r.Message)
 	}
-	if r := runHelper(func(tb TB) { RequireTools(tb, "sh") }); r.ended != "" {
-		t.Errorf("with every tool present the helper ended the test: %s %q", r.ended, r.msg)
+	if r := Record(func(tb TB) { RequireTools(tb, "sh") }); r.Ended != "" {
+		t.Errorf("with every tool present the helper ended the test: %s %q", r.Ended, r.Message)
 	}
 }
 
