@@ -16,8 +16,9 @@ const RuleTag = "istio-sidecar:alloc="
 
 // Rules is a namespace's netfilter state as iptables-save shows it, one entry per table line prefixed with the
 // tool and table, such as "iptables-save nat: -A OUTPUT ... -j ISTIO_OUTPUT". Counters and comment lines are
-// dropped; so are tables holding nothing (built-in chains only, policy ACCEPT, no rule), which appear in the
-// output as soon as anything merely looked at them.
+// dropped, and so is every built-in chain at policy ACCEPT: that is the kernel's default, and such chains appear
+// as soon as anything merely creates their table (Nomad's CNI plugins create the host's filter and nat tables on
+// a fresh machine), so a host that had no tables and one that has them empty compare equal.
 type Rules []string
 
 // saveTools are the dumps a snapshot covers: both families, and the legacy backend when it holds tables (the
@@ -56,41 +57,25 @@ var counters = regexp.MustCompile(` \[\d+:\d+\]$`)
 func normaliseSave(tool, out string) Rules {
 	var rules Rules
 	var table string
-	var body []string
-	interesting := false
-	flush := func() {
-		if table != "" && interesting {
-			for _, l := range body {
-				rules = append(rules, tool+" "+table+": "+l)
-			}
-		}
-		table, body, interesting = "", nil, false
-	}
 	sc := bufio.NewScanner(strings.NewReader(out))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
 		switch {
-		case line == "" || strings.HasPrefix(line, "#"):
+		case line == "" || strings.HasPrefix(line, "#") || line == "COMMIT":
 		case strings.HasPrefix(line, "*"):
-			flush()
 			table = line[1:]
-		case line == "COMMIT":
-			flush()
 		case strings.HasPrefix(line, ":"):
 			line = counters.ReplaceAllString(line, "")
-			// A built-in chain shows its policy, a user chain "-": either a user chain or a non-ACCEPT policy
-			// makes the table worth comparing.
-			if f := strings.Fields(line); len(f) < 2 || f[1] != "ACCEPT" {
-				interesting = true
+			// A built-in chain shows its policy, a user chain "-".
+			if f := strings.Fields(line); len(f) == 2 && f[1] == "ACCEPT" {
+				continue
 			}
-			body = append(body, line)
+			rules = append(rules, tool+" "+table+": "+line)
 		default:
-			interesting = true
-			body = append(body, line)
+			rules = append(rules, tool+" "+table+": "+line)
 		}
 	}
-	flush()
 	return rules
 }
 
