@@ -3,7 +3,6 @@ package driver
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strconv"
@@ -49,12 +48,10 @@ func integration(t *testing.T) proxyBinaries {
 	if b.template == "" {
 		b.template = filepath.Join(filepath.Dir(b.pilotAgent), "envoy_bootstrap_tmpl.json")
 	}
-	out, err := exec.Command(b.envoy, "--version").Output()
-	if err != nil {
-		t.Fatalf("%s --version: %v", b.envoy, err)
+	var err error
+	if _, b.standin, err = testenv.EnvoyVersion(b.envoy); err != nil {
+		t.Fatal(err)
 	}
-	// The stand-in reports an all-zero build SHA, which no real Envoy build has.
-	b.standin = strings.Contains(string(out), strings.Repeat("0", 40)+"/")
 	return b
 }
 

@@ -10,7 +10,6 @@ import (
 	"io/fs"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -62,24 +61,12 @@ func TestMain(m *testing.M) {
 func testappBin(t *testing.T) string {
 	t.Helper()
 	testapp.once.Do(func() {
-		root, err := harness.RepoRoot()
-		if err != nil {
-			testapp.err = err
-			return
-		}
 		if testapp.dir, testapp.err = os.MkdirTemp("", "istio-sidecar-testapp-"); testapp.err != nil {
 			return
 		}
 		// Tasks run as root under raw_exec, but keep the binary reachable for any user all the same.
 		_ = os.Chmod(testapp.dir, 0o755)
-		testapp.path = filepath.Join(testapp.dir, "testapp")
-		cmd := exec.Command("go", "build", "-o", testapp.path, "./testdoubles/testapp")
-		cmd.Dir = root
-		// Static, so that it runs in an exec task's chroot holding nothing but itself.
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			testapp.err = fmt.Errorf("go build ./testdoubles/testapp: %w\n%s", err, out)
-		}
+		testapp.path, testapp.err = harness.BuildTestapp(testapp.dir)
 	})
 	if testapp.err != nil {
 		t.Fatal(testapp.err)

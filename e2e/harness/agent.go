@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 
 	"github.com/hashicorp/nomad/api"
@@ -22,8 +21,6 @@ const (
 	stopGrace = 30 * time.Second
 	// bindAttempts is how often Start picks new ports when another process took one before the agent bound it.
 	bindAttempts = 3
-	// agentDirPrefix names each agent's temporary directory.
-	agentDirPrefix = "ise2e-"
 )
 
 // Agent is one running Nomad agent (server and client) owned by one test.
@@ -46,10 +43,12 @@ type Agent struct {
 	// NodeID is the client node's ID, known once Start returns.
 	NodeID string
 
-	t     testing.TB
+	t     T
 	opts  Options
-	ports ports
+	ports Ports
 	nomad string
+	// hostRules is the host namespace's netfilter state before the agent started (Options.CheckHostRules).
+	hostRules Rules
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -60,7 +59,7 @@ type Agent struct {
 
 // Start runs a Nomad agent for the test and returns once it has a leader and its node is ready. The agent is
 // stopped, and checked for leftovers, in t.Cleanup.
-func Start(t testing.TB, opts Options) *Agent {
+func Start(t T, opts Options) *Agent {
 	t.Helper()
 	RequireRoot(t)
 	if opts.NomadBin == "" {
@@ -69,32 +68,10 @@ func Start(t testing.TB, opts Options) *Agent {
 	if opts.LogLevel == "" {
 		opts.LogLevel = "DEBUG"
 	}
-	// A short name: pilot-agent binds unix sockets under the task dir, and a socket path may not exceed 107 bytes
-	// (sun_path). /tmp/ise2e-N/data is about as long as a real data_dir such as /opt/nomad/data plus 11 bytes.
-	dir, err := os.MkdirTemp("", agentDirPrefix)
-	if err != nil {
-		t.Fatalf("creating agent dir: %v", err)
+	if opts.Name == "" {
+		opts.Name = "e2e"
 	}
-	// MkdirTemp makes it private to root, but the proxy runs as its own user in a task dir below it (as it does
-	// under a real data_dir such as /opt/nomad/data, which is world-traversable).
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatalf("opening agent dir to the proxy user: %v", err)
-	}
-	suffix := strings.TrimPrefix(filepath.Base(dir), agentDirPrefix)
-	a := &Agent{
-		Name:       "e2e-" + suffix,
-		Dir:        dir,
-		DataDir:    filepath.Join(dir, "data"),
-		PluginDir:  filepath.Join(dir, "plugins"),
-		ConfigPath: filepath.Join(dir, "agent.hcl"),
-		LogPath:    filepath.Join(dir, "agent.log"),
-		// Absolute: Nomad's cgroups v1 cpuset manager rejects a relative parent and disables itself.
-		CgroupParent: "/istio-sidecar-e2e-" + suffix,
-		t:            t,
-		opts:         opts,
-		nomad:        opts.NomadBin,
-		allocs:       map[string]bool{},
-	}
+	a := newAgent(t, opts)
 	// Registered before anything can fail, so a half-started agent is still cleaned up.
 	t.Cleanup(a.shutdown)
 	for _, d := range []string{a.DataDir, a.PluginDir} {
@@ -104,36 +81,76 @@ func Start(t testing.TB, opts Options) *Agent {
 	}
 	if opts.PluginBin != "" {
 		if err := installPlugin(opts.PluginBin, a.PluginDir); err != nil {
-			t.Fatal(err)
+			t.Fatalf("%v", err)
 		}
 	}
-	a.startWithFreePorts(t)
+	if opts.CheckHostRules {
+		a.hostRules = SnapshotRules(t, "")
+	}
+	a.startListening(t)
 	a.WaitNodeReady(t)
 	return a
 }
 
-// startWithFreePorts launches the agent on freshly chosen ports and waits for its leader, choosing again when the
-// agent could not bind (another process took a port after freePorts released it).
-func (a *Agent) startWithFreePorts(t testing.TB) {
+// newAgent creates the agent's temporary directory and names everything after it.
+func newAgent(t T, opts Options) *Agent {
 	t.Helper()
+	// A short name: pilot-agent binds unix sockets under the task dir, and a socket path may not exceed 107 bytes
+	// (sun_path). /tmp/ise2e-N/data is about as long as a real data_dir such as /opt/nomad/data plus 11 bytes.
+	prefix := "is" + opts.Name + "-"
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		t.Fatalf("creating agent dir: %v", err)
+	}
+	// MkdirTemp makes it private to root, but the proxy runs as its own user in a task dir below it (as it does
+	// under a real data_dir such as /opt/nomad/data, which is world-traversable).
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatalf("opening agent dir to the proxy user: %v", err)
+	}
+	suffix := strings.TrimPrefix(filepath.Base(dir), prefix)
+	return &Agent{
+		Name:       opts.Name + "-" + suffix,
+		Dir:        dir,
+		DataDir:    filepath.Join(dir, "data"),
+		PluginDir:  filepath.Join(dir, "plugins"),
+		ConfigPath: filepath.Join(dir, "agent.hcl"),
+		LogPath:    filepath.Join(dir, "agent.log"),
+		// Absolute: Nomad's cgroups v1 cpuset manager rejects a relative parent and disables itself.
+		CgroupParent: "/istio-sidecar-" + opts.Name + "-" + suffix,
+		t:            t,
+		opts:         opts,
+		nomad:        opts.NomadBin,
+		allocs:       map[string]bool{},
+	}
+}
+
+// startListening launches the agent and waits for its leader. On ports chosen free it chooses again when the agent
+// could not bind (another process took a port after freePorts released it); fixed ports are the caller's to keep
+// free.
+func (a *Agent) startListening(t T) {
+	t.Helper()
+	fixed := a.opts.Ports != (Ports{})
 	for attempt := 1; ; attempt++ {
-		p, err := freePorts()
-		if err != nil {
-			t.Fatal(err)
+		p := a.opts.Ports
+		if !fixed {
+			var err error
+			if p, err = freePorts(); err != nil {
+				t.Fatalf("%v", err)
+			}
 		}
 		a.ports = p
 		if err := a.launch(); err != nil {
-			t.Fatal(err)
+			t.Fatalf("%v", err)
 		}
-		err = a.waitLeader()
+		err := a.waitLeader()
 		if err == nil {
 			return
 		}
-		if attempt < bindAttempts && a.hasExited() && a.logContains("address already in use") {
+		if !fixed && attempt < bindAttempts && a.hasExited() && a.logContains("address already in use") {
 			t.Logf("agent could not bind its ports %+v (attempt %d), choosing others", a.ports, attempt)
 			continue
 		}
-		t.Fatal(err)
+		t.Fatalf("%v", err)
 	}
 }
 
@@ -158,6 +175,9 @@ func (a *Agent) launch() error {
 	cmd.Dir = a.Dir
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = agentEnv()
+	if a.opts.OwnSession {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting %s: %w", a.nomad, err)
 	}
@@ -216,16 +236,26 @@ func (a *Agent) exitedErr() error {
 
 func (a *Agent) hasExited() bool { return a.exitedErr() != nil }
 
+// PID is the current agent process's ID, 0 before it started.
+func (a *Agent) PID() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.cmd == nil {
+		return 0
+	}
+	return a.cmd.Process.Pid
+}
+
 // Restart stops the agent gracefully, as an operator would, and starts it again with the same data dir, ports and
 // plugin: tasks keep running meanwhile, and the client recovers them (RecoverTask) on start. It returns once the
 // leader and the node are back.
-func (a *Agent) Restart(t testing.TB) {
+func (a *Agent) Restart(t T) {
 	t.Helper()
 	if err := a.stop(); err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v", err)
 	}
 	if err := a.launch(); err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v", err)
 	}
 	a.WaitLeader(t)
 	a.WaitNodeReady(t)

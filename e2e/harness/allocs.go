@@ -4,18 +4,17 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"testing"
 
 	"github.com/hashicorp/nomad/api"
 )
 
 // WaitAlloc waits until the job's newest allocation reaches the client status (api.AllocClientStatus*) and returns
 // it. It fails at once, with the tasks' events, when the allocation ends in another terminal status instead.
-func (a *Agent) WaitAlloc(t testing.TB, jobID, status string) *api.Allocation {
+func (a *Agent) WaitAlloc(t T, jobID, status string) *api.Allocation {
 	t.Helper()
 	var alloc *api.Allocation
 	var wrongEnd string
-	a.waitFor(t, allocTimeout, fmt.Sprintf("an allocation of job %s %s", jobID, status), func() (bool, string) {
+	a.Wait(t, allocTimeout, fmt.Sprintf("an allocation of job %s %s", jobID, status), func() (bool, string) {
 		stubs, _, err := a.Client.Jobs().Allocations(jobID, true, nil)
 		if err != nil {
 			return false, err.Error()
@@ -43,7 +42,7 @@ func (a *Agent) WaitAlloc(t testing.TB, jobID, status string) *api.Allocation {
 		return true, ""
 	})
 	if wrongEnd != "" {
-		t.Fatal(wrongEnd)
+		t.Fatalf("%v", wrongEnd)
 	}
 	return alloc
 }
@@ -58,11 +57,11 @@ const (
 // WaitTaskState waits until the task reaches the state (TaskStatePending, TaskStateRunning or TaskStateDead) and
 // returns it. It
 // fails at once, with the task's events, when the task is dead while the test waits for another state.
-func (a *Agent) WaitTaskState(t testing.TB, allocID, task, state string) *api.TaskState {
+func (a *Agent) WaitTaskState(t T, allocID, task, state string) *api.TaskState {
 	t.Helper()
 	a.noteAlloc(allocID)
 	var ts *api.TaskState
-	a.waitFor(t, allocTimeout, fmt.Sprintf("task %s of allocation %s %s", task, allocID, state), func() (bool, string) {
+	a.Wait(t, allocTimeout, fmt.Sprintf("task %s of allocation %s %s", task, allocID, state), func() (bool, string) {
 		al, _, err := a.Client.Allocations().Info(allocID, nil)
 		if err != nil {
 			return false, err.Error()
@@ -82,13 +81,13 @@ func (a *Agent) WaitTaskState(t testing.TB, allocID, task, state string) *api.Ta
 }
 
 // TaskEvents returns the task's events as readable lines, oldest first.
-func (a *Agent) TaskEvents(t testing.TB, allocID, task string) []string {
+func (a *Agent) TaskEvents(t T, allocID, task string) []string {
 	t.Helper()
 	return FormatEvents(a.taskState(t, allocID, task).Events)
 }
 
 // taskState reads a task's current state, failing the test when the allocation has no such task.
-func (a *Agent) taskState(t testing.TB, allocID, task string) *api.TaskState {
+func (a *Agent) taskState(t T, allocID, task string) *api.TaskState {
 	t.Helper()
 	al, _, err := a.Client.Allocations().Info(allocID, nil)
 	if err != nil {

@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/hashicorp/nomad/api"
@@ -32,7 +31,7 @@ type TimedEvent struct {
 }
 
 // TimedEvents returns the task's events, oldest first.
-func (a *Agent) TimedEvents(t testing.TB, allocID, task string) []TimedEvent {
+func (a *Agent) TimedEvents(t T, allocID, task string) []TimedEvent {
 	t.Helper()
 	return timedEvents(a.taskState(t, allocID, task).Events)
 }
@@ -194,10 +193,10 @@ func (a *Agent) LogLines(re *regexp.Regexp) ([]string, error) {
 
 // WaitJobSettled waits until the job has n allocations that each either run every task (prestart sidecars and
 // main tasks alike) or have ended, and returns the job's allocations. Failures are for the caller to count.
-func (a *Agent) WaitJobSettled(t testing.TB, jobID string, n int, timeout time.Duration) []*api.AllocationListStub {
+func (a *Agent) WaitJobSettled(t T, jobID string, n int, timeout time.Duration) []*api.AllocationListStub {
 	t.Helper()
 	var stubs []*api.AllocationListStub
-	a.waitFor(t, timeout, fmt.Sprintf("%d allocations of job %s running every task or ended", n, jobID), func() (bool, string) {
+	a.Wait(t, timeout, fmt.Sprintf("%d allocations of job %s running every task or ended", n, jobID), func() (bool, string) {
 		all, _, err := a.Client.Jobs().Allocations(jobID, true, nil)
 		if err != nil {
 			return false, err.Error()

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 )
 
@@ -54,7 +53,7 @@ type buildResult struct {
 
 // NomadBin returns NOMAD_BIN, or else the binary built (or found cached) by build/nomad.sh. It fails the test
 // when the binary is not Nomad v1.6.3.
-func NomadBin(t testing.TB) string {
+func NomadBin(t T) string {
 	t.Helper()
 	bin := fromEnvOrBuilder(t, "NOMAD_BIN", "build/nomad.sh")
 	out, err := exec.Command(bin, "version").CombinedOutput()
@@ -68,14 +67,14 @@ func NomadBin(t testing.TB) string {
 }
 
 // PilotAgentBin returns ISTIO_SIDECAR_PILOT_AGENT, or else the pilot-agent built by build/pilot-agent.sh.
-func PilotAgentBin(t testing.TB) string {
+func PilotAgentBin(t T) string {
 	t.Helper()
 	return fromEnvOrBuilder(t, "ISTIO_SIDECAR_PILOT_AGENT", "build/pilot-agent.sh")
 }
 
 // BootstrapTemplate returns ISTIO_SIDECAR_BOOTSTRAP_TEMPLATE, or else Istio's envoy_bootstrap_tmpl.json that
 // build/pilot-agent.sh installs beside the pilot-agent it built.
-func BootstrapTemplate(t testing.TB) string {
+func BootstrapTemplate(t T) string {
 	t.Helper()
 	if p := os.Getenv("ISTIO_SIDECAR_BOOTSTRAP_TEMPLATE"); p != "" {
 		return p
@@ -85,19 +84,36 @@ func BootstrapTemplate(t testing.TB) string {
 
 // PluginBin returns ISTIO_SIDECAR_BIN, or else bin/istio-sidecar at the repository root, and fails the test when
 // the file is not there: the e2e suite tests a built plugin and never builds it behind the user's back.
-func PluginBin(t testing.TB) string {
+func PluginBin(t T) string {
 	t.Helper()
 	return existingBin(t, "ISTIO_SIDECAR_BIN", "bin/istio-sidecar", "build it with make build")
 }
 
 // EnvoyBin returns ISTIO_SIDECAR_ENVOY, or else bin/standin-envoy at the repository root.
-func EnvoyBin(t testing.TB) string {
+func EnvoyBin(t T) string {
 	t.Helper()
 	return existingBin(t, "ISTIO_SIDECAR_ENVOY", "bin/standin-envoy",
 		"build it with go build -o bin/standin-envoy ./testdoubles/standin-envoy, or point ISTIO_SIDECAR_ENVOY at a real Envoy")
 }
 
-func existingBin(t testing.TB, env, rel, hint string) string {
+// BuildTestapp builds testdoubles/testapp into dir and returns its path. The binary is static, so that it runs in
+// an exec task's chroot holding nothing but itself.
+func BuildTestapp(dir string) (string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "testapp")
+	cmd := exec.Command("go", "build", "-o", path, "./testdoubles/testapp")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./testdoubles/testapp: %w\n%s", err, out)
+	}
+	return path, nil
+}
+
+func existingBin(t T, env, rel, hint string) string {
 	t.Helper()
 	path := os.Getenv(env)
 	if path == "" {
@@ -117,7 +133,7 @@ func existingBin(t testing.TB, env, rel, hint string) string {
 	return abs
 }
 
-func fromEnvOrBuilder(t testing.TB, env, script string) string {
+func fromEnvOrBuilder(t T, env, script string) string {
 	t.Helper()
 	if path := os.Getenv(env); path != "" {
 		abs, err := filepath.Abs(path)
@@ -142,7 +158,7 @@ func fromEnvOrBuilder(t testing.TB, env, script string) string {
 // runBuilder runs a builder script and returns the path it prints. When another run of the same script is in
 // progress (a concurrent `make`), it waits for that one first: the script then finds its cached output instead of
 // starting a second multi-minute build on the same cache.
-func runBuilder(t testing.TB, root, script string) (string, error) {
+func runBuilder(t T, root, script string) (string, error) {
 	t.Helper()
 	err := poll(builderWait, 2*time.Second, nil, "another "+script+" to finish", func() (bool, string) {
 		procs, err := findProcs(func(p process) bool { return strings.Contains(strings.Join(p.Cmdline, " "), script) })

@@ -10,7 +10,6 @@ import (
 	"sort"
 	"strings"
 	"syscall"
-	"testing"
 	"time"
 )
 
@@ -27,8 +26,8 @@ const (
 )
 
 // shutdown is the agent's t.Cleanup: stop every job and wait for its allocations, stop the agent, then fail the
-// test on anything the agent left behind (processes, network namespaces, cgroups) after removing it, so one failed
-// scenario does not break the next.
+// test on anything the agent left behind (processes, network namespaces, cgroups, and with CheckHostRules the
+// host's rules) after removing it, so one failed scenario does not break the next. It logs what it checked.
 func (a *Agent) shutdown() {
 	t := a.t
 	if !a.hasExited() {
@@ -36,11 +35,17 @@ func (a *Agent) shutdown() {
 			t.Errorf("stopping jobs at cleanup: %v", err)
 		}
 	}
+	pid := a.PID()
 	if err := a.stop(); err != nil {
 		t.Errorf("stopping agent: %v", err)
+	} else if pid != 0 {
+		t.Logf("agent (pid %d) stopped", pid)
 	}
 	a.checkLeftoverProcs(t)
 	a.checkNetns(t)
+	if a.opts.CheckHostRules {
+		a.checkHostRules(t)
+	}
 	a.removeCgroups(t)
 	if t.Failed() {
 		a.logAgentLog(t)
@@ -63,6 +68,8 @@ func (a *Agent) stopAllJobs() error {
 	for _, j := range jobs {
 		if _, _, err := a.Client.Jobs().Deregister(j.ID, false, nil); err != nil {
 			errs = append(errs, fmt.Errorf("stopping job %s: %w", j.ID, err))
+		} else {
+			a.t.Logf("stopped job %s", j.ID)
 		}
 	}
 	deadline := time.Now().Add(cleanupJobsTimeout)
@@ -71,11 +78,14 @@ func (a *Agent) stopAllJobs() error {
 			errs = append(errs, err)
 		}
 	}
+	if len(errs) == 0 && len(jobs) > 0 {
+		a.t.Logf("allocations stopped: %s", strings.Join(a.allocIDs(), " "))
+	}
 	return errors.Join(errs...)
 }
 
 // checkLeftoverProcs fails the test when any process of this agent outlives it, and then kills those processes.
-func (a *Agent) checkLeftoverProcs(t testing.TB) {
+func (a *Agent) checkLeftoverProcs(t T) {
 	var left []process
 	err := poll(leftoverTimeout, pollInterval, nil, "the agent's processes to exit", func() (bool, string) {
 		procs, err := a.leftovers()
@@ -86,6 +96,7 @@ func (a *Agent) checkLeftoverProcs(t testing.TB) {
 		return len(procs) == 0, fmt.Sprintf("%d left", len(procs))
 	})
 	if err == nil {
+		t.Logf("processes of the agent (plugin, executors, pilot-agent, Envoy, apps): none left")
 		return
 	}
 	var lines []string
@@ -101,14 +112,8 @@ func (a *Agent) checkLeftoverProcs(t testing.TB) {
 
 // checkNetns fails the test when the network namespace of any allocation the harness saw is still mounted after
 // shutdown (the client tears it down when the allocation stops), and then removes it.
-func (a *Agent) checkNetns(t testing.TB) {
-	a.mu.Lock()
-	ids := make([]string, 0, len(a.allocs))
-	for id := range a.allocs {
-		ids = append(ids, id)
-	}
-	a.mu.Unlock()
-	sort.Strings(ids)
+func (a *Agent) checkNetns(t T) {
+	ids := a.allocIDs()
 	var left []string
 	err := poll(10*time.Second, pollInterval, nil, "allocation network namespaces removed", func() (bool, string) {
 		left = left[:0]
@@ -120,6 +125,9 @@ func (a *Agent) checkNetns(t testing.TB) {
 		return len(left) == 0, fmt.Sprintf("still present: %v", left)
 	})
 	if err == nil {
+		if len(ids) > 0 {
+			t.Logf("network namespaces of allocations %s: gone", strings.Join(ids, " "))
+		}
 		return
 	}
 	for _, id := range left {
@@ -137,7 +145,8 @@ func (a *Agent) checkNetns(t testing.TB) {
 // removeCgroups removes the agent's own cgroup parent from every hierarchy. Nomad creates it (cpuset partitions
 // on cgroups v1, task scopes on v2) and never removes it. rmdir only succeeds on a cgroup without processes, so a
 // failure here means something of the agent still runs.
-func (a *Agent) removeCgroups(t testing.TB) {
+func (a *Agent) removeCgroups(t T) {
+	ok := true
 	roots, _ := filepath.Glob("/sys/fs/cgroup/*")
 	roots = append(roots, "/sys/fs/cgroup")
 	for _, root := range roots {
@@ -152,32 +161,40 @@ func (a *Agent) removeCgroups(t testing.TB) {
 		// Children before parents: cgroupfs refuses to remove a cgroup that has child cgroups.
 		for i := len(dirs) - 1; i >= 0; i-- {
 			if err := os.Remove(dirs[i]); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				t.Errorf("removing cgroup %s: %v", dirs[i], err)
+				t.Errorf("removing cgroup %s (something of the agent still runs in it): %v", dirs[i], err)
+				ok = false
 			}
 		}
+	}
+	if ok {
+		t.Logf("cgroups under %s: removed", a.CgroupParent)
 	}
 }
 
 // logAgentLog writes the end of the agent's log to the test output.
-func (a *Agent) logAgentLog(t testing.TB) {
+func (a *Agent) logAgentLog(t T) {
 	data, err := os.ReadFile(a.LogPath)
 	if err != nil {
 		t.Logf("agent log %s: %v", a.LogPath, err)
 		return
 	}
 	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if len(lines) > logTailLines {
-		t.Logf("agent log (last %d of %d lines of %s):", logTailLines, len(lines), a.LogPath)
-		lines = lines[len(lines)-logTailLines:]
+	tail := logTailLines
+	if a.opts.FailureLogLines > 0 {
+		tail = a.opts.FailureLogLines
+	}
+	if len(lines) > tail {
+		t.Logf("agent log (last %d of %d lines of %s):", tail, len(lines), a.LogPath)
+		lines = lines[len(lines)-tail:]
 	} else {
 		t.Logf("agent log (%s):", a.LogPath)
 	}
-	t.Log("\n" + strings.Join(lines, "\n"))
+	t.Logf("%s", "\n"+strings.Join(lines, "\n"))
 }
 
 // removeDir removes the agent's directory, unless ISTIO_SIDECAR_E2E_KEEP=1. Task directories can hold mounts (the
 // secrets tmpfs Nomad mounts for every task when running as root), which must go first or removal fails with EBUSY.
-func (a *Agent) removeDir(t testing.TB) {
+func (a *Agent) removeDir(t T) {
 	if err := unmountUnder(a.Dir); err != nil {
 		t.Errorf("unmounting under %s: %v", a.Dir, err)
 	}

@@ -2,7 +2,6 @@ package harness
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -30,56 +29,21 @@ type Options struct {
 	ClientHCL string
 	// LogLevel is the agent's log level; "" means DEBUG, which is what one wants in a failed test's log.
 	LogLevel string
-}
 
-// ports are the agent's listeners, chosen free at start and kept across restarts: the server's Raft configuration
-// records its RPC address, and a single server that comes back on another port cannot elect itself.
-type ports struct {
-	HTTP, RPC, Serf int
-}
-
-// freePorts asks the kernel for three distinct free ports on 127.0.0.1. Serf also listens on UDP, so its port must
-// be free for both. Holding every listener until all are chosen keeps the three distinct; another process can
-// still take one between here and the agent's bind, which Start detects and answers with new ports.
-func freePorts() (ports, error) {
-	var held []net.Listener
-	defer func() {
-		for _, l := range held {
-			l.Close()
-		}
-	}()
-	pick := func(udpToo bool) (int, error) {
-		for attempt := 0; attempt < 20; attempt++ {
-			l, err := net.Listen("tcp4", "127.0.0.1:0")
-			if err != nil {
-				return 0, fmt.Errorf("reserving a port: %w", err)
-			}
-			held = append(held, l)
-			port := l.Addr().(*net.TCPAddr).Port
-			if !udpToo {
-				return port, nil
-			}
-			u, err := net.ListenPacket("udp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-			if err != nil {
-				continue // taken for UDP: keep the TCP listener so the next pick differs
-			}
-			u.Close()
-			return port, nil
-		}
-		return 0, fmt.Errorf("no port free for both TCP and UDP")
-	}
-	var p ports
-	var err error
-	if p.HTTP, err = pick(false); err != nil {
-		return p, err
-	}
-	if p.RPC, err = pick(false); err != nil {
-		return p, err
-	}
-	if p.Serf, err = pick(true); err != nil {
-		return p, err
-	}
-	return p, nil
+	// Name names the agent's node ("<Name>-<n>"), temporary directory (/tmp/is<Name>-<n>) and cgroup parent
+	// (/istio-sidecar-<Name>-<n>); "" means "e2e".
+	Name string
+	// Ports are the agent's listeners on 127.0.0.1; the zero value means three ports chosen free at start.
+	Ports Ports
+	// OwnSession runs the agent in a session of its own, so that a Ctrl-C in the terminal reaches only the caller,
+	// which then stops the jobs before the agent (an agent stopped first leaves its tasks running).
+	OwnSession bool
+	// CheckHostRules snapshots the host namespace's netfilter rules at start and, at cleanup, fails on interception
+	// rules (removing them) or rules naming the agent's allocations left there, and logs any other change. Only for
+	// a caller that owns the host: parallel host-mode scenarios put tagged rules there on purpose.
+	CheckHostRules bool
+	// FailureLogLines is how much of the end of the agent's log a failure shows; 0 means 2000 lines.
+	FailureLogLines int
 }
 
 // agentConfig renders the agent's configuration file. It is a dev-like single node (server and client in one

@@ -1,12 +1,15 @@
 // Package harness runs a real Nomad v1.6.3 agent (server and client on one node) for end-to-end tests of the
-// istio-sidecar task driver, and gives tests small, deadline-bound helpers around it: wait for the leader, the
-// node and a driver's health; register jobs from e2e/jobs/*.hcl; wait for allocations and tasks; read task events
-// and logs; restart the agent on the same data dir; SIGKILL the plugin. Every agent lives in its own temporary
-// directory with ports chosen free at run time, so a `make demo` agent or a parallel run never collides with it.
+// istio-sidecar task driver and for `make demo` (e2e/demo), and gives them small, deadline-bound helpers around it:
+// wait for the leader, the node and a driver's health; register jobs from e2e/jobs/*.hcl or example/; wait for
+// allocations and tasks; read task events and logs; restart the agent on the same data dir; SIGKILL the plugin.
+// Every agent lives in its own temporary directory with ports chosen free at run time (the demo fixes its own), so
+// a demo agent or a parallel run never collides with it. Its caller is a T: a test, a benchmark or the demo.
 //
 // At cleanup the harness stops every job, waits for the allocations to be terminal, stops the agent (SIGINT, then
-// SIGKILL after a grace) and fails the test if any process of that agent (plugin, executor, task) or any of its
-// allocations' network namespaces is left behind. The agent's log is written to the test log when the test fails.
+// SIGKILL after a grace) and fails the test if any process of that agent (plugin, executor, task), any of its
+// allocations' network namespaces or its cgroups, and with Options.CheckHostRules any rule of its allocations in
+// the host namespace, is left behind; it logs each check. The agent's log is written to the test log when the test
+// fails.
 //
 // The e2e tests (build tag e2e, in package e2e) find their binaries through these environment variables:
 //

@@ -8,7 +8,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"testing"
 )
 
 // RuleTag starts the comment on every rule the driver writes: "istio-sidecar:alloc=<allocID>".
@@ -39,17 +38,25 @@ func saveTools() []string {
 }
 
 // SnapshotRules returns the netfilter state of a network namespace ("" for the host's).
-func SnapshotRules(t testing.TB, nsPath string) Rules {
+func SnapshotRules(t T, nsPath string) Rules {
 	t.Helper()
+	r, err := snapshotRules(nsPath)
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	return r
+}
+
+func snapshotRules(nsPath string) (Rules, error) {
 	var all Rules
 	for _, tool := range saveTools() {
 		out, err := InNetns(nsPath, tool)
 		if err != nil {
-			t.Fatalf("snapshot of %s: %v", nsName(nsPath), err)
+			return nil, fmt.Errorf("snapshot of %s: %w", nsName(nsPath), err)
 		}
 		all = append(all, normaliseSave(tool, out)...)
 	}
-	return all
+	return all, nil
 }
 
 var counters = regexp.MustCompile(` \[\d+:\d+\]$`)

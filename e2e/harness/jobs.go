@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"testing"
 	"time"
 
 	"github.com/hashicorp/nomad/api"
@@ -24,7 +23,7 @@ func JobsDir() (string, error) {
 }
 
 // jobspec reads a jobspec file, relative to e2e/jobs unless absolute.
-func jobspec(t testing.TB, file string) []byte {
+func jobspec(t T, file string) []byte {
 	t.Helper()
 	path := file
 	if !filepath.IsAbs(path) {
@@ -43,7 +42,7 @@ func jobspec(t testing.TB, file string) []byte {
 
 // ParseJob parses a jobspec through the agent's /v1/jobs/parse, so the job is exactly what Nomad v1.6.3 reads
 // from the file. file is relative to e2e/jobs (or absolute); vars are the jobspec's HCL2 variables.
-func (a *Agent) ParseJob(t testing.TB, file string, vars map[string]string) *api.Job {
+func (a *Agent) ParseJob(t T, file string, vars map[string]string) *api.Job {
 	t.Helper()
 	src := jobspec(t, file)
 	all := make(map[string]any, len(vars))
@@ -52,7 +51,7 @@ func (a *Agent) ParseJob(t testing.TB, file string, vars map[string]string) *api
 	}
 	body, err := hclBody(all) // strings always render
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v", err)
 	}
 	job, err := a.Client.Jobs().ParseHCLOpts(&api.JobsParseRequest{
 		JobHCL:       string(src),
@@ -66,7 +65,7 @@ func (a *Agent) ParseJob(t testing.TB, file string, vars map[string]string) *api
 }
 
 // RegisterJob parses and registers a jobspec from e2e/jobs and returns the job and its registration evaluation.
-func (a *Agent) RegisterJob(t testing.TB, file string, vars map[string]string) (*api.Job, string) {
+func (a *Agent) RegisterJob(t T, file string, vars map[string]string) (*api.Job, string) {
 	t.Helper()
 	job := a.ParseJob(t, file, vars)
 	resp, _, err := a.Client.Jobs().Register(job, nil)
@@ -79,10 +78,10 @@ func (a *Agent) RegisterJob(t testing.TB, file string, vars map[string]string) (
 
 // WaitEval waits until the evaluation is no longer pending and returns it. A job that cannot be placed gives a
 // complete evaluation with FailedTGAllocs and a BlockedEval; see PlacementFailures.
-func (a *Agent) WaitEval(t testing.TB, evalID string) *api.Evaluation {
+func (a *Agent) WaitEval(t T, evalID string) *api.Evaluation {
 	t.Helper()
 	var eval *api.Evaluation
-	a.waitFor(t, allocTimeout, "evaluation "+evalID+" processed", func() (bool, string) {
+	a.Wait(t, allocTimeout, "evaluation "+evalID+" processed", func() (bool, string) {
 		e, _, err := a.Client.Evaluations().Info(evalID, nil)
 		if err != nil {
 			return false, err.Error()
@@ -130,7 +129,7 @@ func sortedKeys(m map[string]int) []string {
 
 // StopJob deregisters the job (without purging, so its allocations stay readable) and waits until all its
 // allocations are terminal.
-func (a *Agent) StopJob(t testing.TB, jobID string) {
+func (a *Agent) StopJob(t T, jobID string) {
 	t.Helper()
 	if _, _, err := a.Client.Jobs().Deregister(jobID, false, nil); err != nil {
 		t.Fatalf("stopping job %s: %v", jobID, err)
@@ -140,10 +139,10 @@ func (a *Agent) StopJob(t testing.TB, jobID string) {
 
 // WaitAllocsTerminal waits until every allocation of the job has finished on the client (complete, failed or lost)
 // and the client has torn down its network namespace.
-func (a *Agent) WaitAllocsTerminal(t testing.TB, jobID string) {
+func (a *Agent) WaitAllocsTerminal(t T, jobID string) {
 	t.Helper()
 	if err := a.waitAllocsTerminal(jobID, allocTimeout); err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v", err)
 	}
 }
 
@@ -189,4 +188,16 @@ func (a *Agent) noteAlloc(id string) {
 	a.mu.Lock()
 	a.allocs[id] = true
 	a.mu.Unlock()
+}
+
+// allocIDs returns, sorted, every allocation the harness saw.
+func (a *Agent) allocIDs() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	ids := make([]string, 0, len(a.allocs))
+	for id := range a.allocs {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
 }

@@ -7,7 +7,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"testing"
 )
 
 // AllocDir returns the allocation's directory on the client: <data_dir>/alloc/<allocID>.
@@ -18,11 +17,11 @@ func (a *Agent) AllocDir(allocID string) string {
 // TaskLogs returns what the task wrote to stream ("stdout" or "stderr") so far, across rotated files. It reads the
 // log files in the alloc dir rather than AllocFS().Logs: they are there even while the agent is stopped (the
 // recovery scenario) and reading them cannot block on a streaming API.
-func (a *Agent) TaskLogs(t testing.TB, allocID, task, stream string) string {
+func (a *Agent) TaskLogs(t T, allocID, task, stream string) string {
 	t.Helper()
 	out, err := readTaskLogs(a.AllocDir(allocID), task, stream)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v", err)
 	}
 	return out
 }

@@ -8,7 +8,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"testing"
 	"time"
 
 	"github.com/hashicorp/nomad/api"
@@ -21,7 +20,7 @@ type Vars map[string]any
 
 // ExampleFile returns example/<name> at the repository root: the jobspecs users copy, which the e2e suite runs
 // as they are.
-func ExampleFile(t testing.TB, name string) string {
+func ExampleFile(t T, name string) string {
 	t.Helper()
 	root, err := RepoRoot()
 	if err != nil {
@@ -32,7 +31,7 @@ func ExampleFile(t testing.TB, name string) string {
 
 // ParseJobVars parses a jobspec like ParseJob, with typed variables. When id is not empty it becomes the job's ID
 // and name: HCL2 cannot take a job's label from a variable, and tests that run one file twice need two IDs.
-func (a *Agent) ParseJobVars(t testing.TB, file, id string, vars Vars) *api.Job {
+func (a *Agent) ParseJobVars(t T, file, id string, vars Vars) *api.Job {
 	t.Helper()
 	body, err := hclBody(vars)
 	if err != nil {
@@ -50,7 +49,7 @@ func (a *Agent) ParseJobVars(t testing.TB, file, id string, vars Vars) *api.Job 
 }
 
 // Register registers a parsed job and returns its registration evaluation's ID.
-func (a *Agent) Register(t testing.TB, job *api.Job) string {
+func (a *Agent) Register(t T, job *api.Job) string {
 	t.Helper()
 	resp, _, err := a.Client.Jobs().Register(job, nil)
 	if err != nil {
@@ -62,7 +61,7 @@ func (a *Agent) Register(t testing.TB, job *api.Job) string {
 
 // PutVariable writes a Nomad Variable, such as nomad/jobs/<job> which that job's tasks may read from templates
 // with their workload identity.
-func (a *Agent) PutVariable(t testing.TB, path string, items map[string]string) {
+func (a *Agent) PutVariable(t T, path string, items map[string]string) {
 	t.Helper()
 	v := &api.Variable{Path: path, Items: api.VariableItems(items)}
 	if _, _, err := a.Client.Variables().Create(v, nil); err != nil {
@@ -71,16 +70,16 @@ func (a *Agent) PutVariable(t testing.TB, path string, items map[string]string) 
 }
 
 // TaskEventsRaw returns the task's events, oldest first, with their times.
-func (a *Agent) TaskEventsRaw(t testing.TB, allocID, task string) []*api.TaskEvent {
+func (a *Agent) TaskEventsRaw(t T, allocID, task string) []*api.TaskEvent {
 	t.Helper()
 	return a.taskState(t, allocID, task).Events
 }
 
 // WaitTaskEvent waits until one of the task's events satisfies match and returns it.
-func (a *Agent) WaitTaskEvent(t testing.TB, allocID, task, what string, timeout time.Duration, match func(*api.TaskEvent) bool) *api.TaskEvent {
+func (a *Agent) WaitTaskEvent(t T, allocID, task, what string, timeout time.Duration, match func(*api.TaskEvent) bool) *api.TaskEvent {
 	t.Helper()
 	var found *api.TaskEvent
-	a.waitFor(t, timeout, fmt.Sprintf("task %s of allocation %s: %s", task, allocID, what), func() (bool, string) {
+	a.Wait(t, timeout, fmt.Sprintf("task %s of allocation %s: %s", task, allocID, what), func() (bool, string) {
 		al, _, err := a.Client.Allocations().Info(allocID, nil)
 		if err != nil {
 			return false, err.Error()
@@ -133,13 +132,13 @@ func ChildPIDs(pid int) []int {
 func Alive(pid int) bool { return len(livePIDs([]int{pid})) == 1 }
 
 // ProcsMatching returns the live processes whose command line contains substr and that belong to this agent.
-func (a *Agent) ProcsMatching(t testing.TB, substr string) []int {
+func (a *Agent) ProcsMatching(t T, substr string) []int {
 	t.Helper()
 	procs, err := findProcs(func(p process) bool {
 		return p.refersTo(a.Dir) && strings.Contains(strings.Join(p.Cmdline, " "), substr)
 	})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v", err)
 	}
 	return livePIDs(pidsOf(procs))
 }

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"testing"
 	"time"
 )
 
@@ -111,7 +110,7 @@ func pidsOf(procs []process) []int {
 // PluginPIDs returns the running istio-sidecar plugin processes of this agent (not their executors, which are the
 // same binary re-executed as `istio-sidecar executor <json>`). The plugin is copied into this agent's plugin_dir,
 // so its path is unique to the agent and never matches another agent's plugin.
-func (a *Agent) PluginPIDs(t testing.TB) []int {
+func (a *Agent) PluginPIDs(t T) []int {
 	t.Helper()
 	procs, err := findProcs(a.isPlugin)
 	if err != nil {
@@ -130,7 +129,7 @@ func (a *Agent) isPlugin(p process) bool {
 
 // KillPlugin SIGKILLs this agent's istio-sidecar plugin process, as a crash would, waits until it is gone and
 // returns the PIDs it killed. It fails the test when no plugin process runs.
-func (a *Agent) KillPlugin(t testing.TB) []int {
+func (a *Agent) KillPlugin(t T) []int {
 	t.Helper()
 	pids := a.PluginPIDs(t)
 	if len(pids) == 0 {
@@ -146,7 +145,7 @@ func (a *Agent) KillPlugin(t testing.TB) []int {
 		return len(alive) == 0, fmt.Sprintf("still alive: %v", alive)
 	})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v", err)
 	}
 	t.Logf("SIGKILLed plugin pid %v", pids)
 	return pids

@@ -1,8 +1,8 @@
 package harness
 
 import (
+	"context"
 	"fmt"
-	"testing"
 	"time"
 
 	"github.com/hashicorp/nomad/api"
@@ -17,11 +17,18 @@ const (
 	driverTimeout = 60 * time.Second
 )
 
-// waitFor polls check until it holds, failing the test on timeout or when the agent exits.
-func (a *Agent) waitFor(t testing.TB, timeout time.Duration, what string, check func() (bool, string)) {
+// Wait polls check until it holds, failing the test on timeout, when the agent exits, or when t's context is done
+// (the demo interrupted). check returns whether the condition holds and what it saw.
+func (a *Agent) Wait(t T, timeout time.Duration, what string, check func() (bool, string)) {
 	t.Helper()
-	if err := poll(timeout, pollInterval, a.exitedErr, what, check); err != nil {
-		t.Fatal(err)
+	abort := func() error {
+		if err := context.Cause(t.Context()); err != nil {
+			return err
+		}
+		return a.exitedErr()
+	}
+	if err := poll(timeout, pollInterval, abort, what, check); err != nil {
+		t.Fatalf("%v", err)
 	}
 }
 
@@ -36,19 +43,19 @@ func (a *Agent) waitLeader() error {
 }
 
 // WaitLeader waits until the server has elected itself leader.
-func (a *Agent) WaitLeader(t testing.TB) {
+func (a *Agent) WaitLeader(t T) {
 	t.Helper()
 	if err := a.waitLeader(); err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v", err)
 	}
 }
 
 // WaitNodeReady waits until this agent's client node is registered, ready and eligible, records its ID in NodeID
 // and returns it.
-func (a *Agent) WaitNodeReady(t testing.TB) *api.Node {
+func (a *Agent) WaitNodeReady(t T) *api.Node {
 	t.Helper()
 	var node *api.Node
-	a.waitFor(t, startTimeout, "node "+a.Name+" ready", func() (bool, string) {
+	a.Wait(t, startTimeout, "node "+a.Name+" ready", func() (bool, string) {
 		stubs, _, err := a.Client.Nodes().List(nil)
 		if err != nil {
 			return false, err.Error()
@@ -74,7 +81,7 @@ func (a *Agent) WaitNodeReady(t testing.TB) *api.Node {
 }
 
 // Node returns this agent's node as the servers see it now.
-func (a *Agent) Node(t testing.TB) *api.Node {
+func (a *Agent) Node(t T) *api.Node {
 	t.Helper()
 	node, _, err := a.Client.Nodes().Info(a.NodeID, nil)
 	if err != nil {
@@ -84,7 +91,7 @@ func (a *Agent) Node(t testing.TB) *api.Node {
 }
 
 // WaitDriver waits until the node reports the driver detected and with the given health, and returns its info.
-func (a *Agent) WaitDriver(t testing.TB, name string, healthy bool) *api.DriverInfo {
+func (a *Agent) WaitDriver(t T, name string, healthy bool) *api.DriverInfo {
 	t.Helper()
 	what := fmt.Sprintf("driver %s detected and healthy=%t", name, healthy)
 	return a.WaitDriverInfo(t, name, what, func(d *api.DriverInfo) bool { return d.Detected && d.Healthy == healthy })
@@ -92,10 +99,10 @@ func (a *Agent) WaitDriver(t testing.TB, name string, healthy bool) *api.DriverI
 
 // WaitDriverInfo waits until the node's info for the driver satisfies ok, and returns it. Use it for states other
 // than WaitDriver's, such as a particular health description.
-func (a *Agent) WaitDriverInfo(t testing.TB, name, what string, ok func(*api.DriverInfo) bool) *api.DriverInfo {
+func (a *Agent) WaitDriverInfo(t T, name, what string, ok func(*api.DriverInfo) bool) *api.DriverInfo {
 	t.Helper()
 	var info *api.DriverInfo
-	a.waitFor(t, driverTimeout, what, func() (bool, string) {
+	a.Wait(t, driverTimeout, what, func() (bool, string) {
 		node, _, err := a.Client.Nodes().Info(a.NodeID, nil)
 		if err != nil {
 			return false, err.Error()

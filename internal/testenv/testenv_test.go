@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -74,5 +75,26 @@ func TestNewNetns_GoneAfterTheTest(t *testing.T) {
 	})
 	if _, err := os.Stat(ns.Path); !os.IsNotExist(err) {
 		t.Errorf("%s still exists after the test that made it ended (stat: %v)", ns.Path, err)
+	}
+}
+
+func TestEnvoyVersion_TellsTheStandinFromARealEnvoy(t *testing.T) {
+	for _, tc := range []struct {
+		name, line string
+		standin    bool
+	}{
+		{"stand-in", "envoy  version: 0000000000000000000000000000000000000000/1.36.0/Clean/RELEASE/BoringSSL", true},
+		{"real", "envoy  version: 6d9bb7d9a85d616b220d1f8fe67b61f82bbdb8d3/1.36.0/Clean/RELEASE/BoringSSL", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			envoy := filepath.Join(t.TempDir(), "envoy")
+			if err := os.WriteFile(envoy, []byte("#!/bin/sh\necho\necho '"+tc.line+"'\n"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			version, standin, err := EnvoyVersion(envoy)
+			if err != nil || version != tc.line || standin != tc.standin {
+				t.Errorf("EnvoyVersion = %q, %t, %v; want %q, %t", version, standin, err, tc.line, tc.standin)
+			}
+		})
 	}
 }
