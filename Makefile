@@ -14,14 +14,18 @@ LDFLAGS := -X github.com/istio-sidecar/istio-sidecar/driver.Version=$(VERSION)
 # real Envoy, the stand-in Envoy. Evaluated lazily: only the targets that need them build them.
 PILOT_AGENT = $(shell build/pilot-agent.sh)
 ISTIO_SIDECAR_ENVOY ?= $(CURDIR)/bin/standin-envoy
+# What a real Nomad agent runs in the e2e suite, the node-level benchmarks and the demo (e2e/harness reads these).
+AGENT_ENV = NOMAD_BIN=$$(build/nomad.sh) ISTIO_SIDECAR_BIN=$(CURDIR)/bin/istio-sidecar \
+	ISTIO_SIDECAR_PILOT_AGENT=$(PILOT_AGENT) ISTIO_SIDECAR_ENVOY=$(ISTIO_SIDECAR_ENVOY)
 
 .PHONY: help
 help: ## Show this list
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 .PHONY: demo
-demo: ## The driver end to end on this machine (root): a meshed app calls a service through the sidecar
-	e2e/demo/demo.sh
+demo: setup build standin ## The driver end to end on this machine (root): a meshed app calls a service through the sidecar
+	go build -o bin/demo ./e2e/demo
+	$(AGENT_ENV) bin/demo
 
 .PHONY: build
 build: ## Build the plugin into bin/istio-sidecar
@@ -58,9 +62,7 @@ unit: setup build standin ## Unit and driver integration tests (real pilot-agent
 
 .PHONY: e2e
 e2e: setup build standin ## End-to-end scenarios on a real Nomad v1.6.3 agent
-	NOMAD_BIN=$$(build/nomad.sh) ISTIO_SIDECAR_BIN=$(CURDIR)/bin/istio-sidecar \
-	ISTIO_SIDECAR_PILOT_AGENT=$(PILOT_AGENT) ISTIO_SIDECAR_ENVOY=$(ISTIO_SIDECAR_ENVOY) \
-	ISTIO_SIDECAR_REQUIRE_INTEGRATION=1 go test -count=1 -timeout 20m -tags e2e ./e2e/
+	$(AGENT_ENV) ISTIO_SIDECAR_REQUIRE_INTEGRATION=1 go test -count=1 -timeout 20m -tags e2e ./e2e/
 
 .PHONY: test
 test: check unit e2e ## Everything CI runs (as root, on a fresh Debian machine)
@@ -70,9 +72,7 @@ bench: setup build standin ## Benchmarks, printed with ratios against a baseline
 	ISTIO_SIDECAR_PILOT_AGENT=$(PILOT_AGENT) ISTIO_SIDECAR_ENVOY=$(ISTIO_SIDECAR_ENVOY) \
 	go test -run '^$$' -bench . -benchtime 10x ./...
 	@# The node-level figures (start-up split, memory, 20 groups at once) on a real agent: one run of a few minutes.
-	NOMAD_BIN=$$(build/nomad.sh) ISTIO_SIDECAR_BIN=$(CURDIR)/bin/istio-sidecar \
-	ISTIO_SIDECAR_PILOT_AGENT=$(PILOT_AGENT) ISTIO_SIDECAR_ENVOY=$(ISTIO_SIDECAR_ENVOY) \
-	go test -count=1 -timeout 15m -tags e2e -run '^$$' -bench '^BenchmarkSidecar$$' -benchtime 1x ./e2e/
+	$(AGENT_ENV) go test -count=1 -timeout 15m -tags e2e -run '^$$' -bench '^BenchmarkSidecar$$' -benchtime 1x ./e2e/
 
 .PHONY: clean
 clean: ## Remove build outputs (the cache of pilot-agent and Nomad builds stays)
