@@ -40,17 +40,7 @@ func TestEnvoyKilled_RulesStayAndSidecarRestarts(t *testing.T) {
 	t.Logf("SIGKILLed Envoy pid %d (pilot-agent pid %d)", envoy, pilot)
 
 	// While the proxy is down: the app's next call is refused, and the rules are those of before.
-	var refused string
-	pollUntil(t, 30*time.Second, "a refused call while the proxy is down", func() (bool, string) {
-		lines := clientLines(t, agent, alloc.ID)
-		for _, l := range lines[min(callsBefore, len(lines)):] {
-			if strings.HasSuffix(l, "failed: connection refused") {
-				refused = l
-				return true, ""
-			}
-		}
-		return false, fmt.Sprintf("calls since the kill: %q", lines[min(callsBefore, len(lines)):])
-	})
+	refused := waitRefusedCall(t, agent, alloc.ID, callsBefore)
 	rulesDown := harness.SnapshotRules(t, netns)
 	if pid := newProxyStart(t, agent, alloc.ID, pilot); pid != 0 {
 		t.Logf("note: the sidecar restarted (pilot-agent pid %d) before the rules were read; they may be the new start's", pid)
@@ -67,27 +57,51 @@ func TestEnvoyKilled_RulesStayAndSidecarRestarts(t *testing.T) {
 		t.Errorf("the upstream accepted %d connections, Envoy captured %d: some bypassed the dead proxy", got, captured)
 	}
 
-	// Nomad restarts the sidecar: a new pilot-agent, ready, and new connections captured.
-	restarted := agent.WaitTaskEvent(t, alloc.ID, proxyTask, "a Restarting event", meshTimeout, func(e *api.TaskEvent) bool {
-		return e.Type == api.TaskRestarting
-	})
-	pollUntil(t, meshTimeout, "a second proxy start", func() (bool, string) {
-		return newProxyStart(t, agent, alloc.ID, pilot) != 0, "no new \"Proxy started\" event"
-	})
-	agent.WaitTaskState(t, alloc.ID, proxyTask, harness.TaskStateRunning)
-	newPilot, _ := proxyPIDs(t, agent, alloc.ID)
-	if newPilot == pilot || harness.Alive(pilot) {
-		t.Errorf("pilot-agent pid %d (alive=%t) after the restart, before %d", newPilot, harness.Alive(pilot), pilot)
-	}
-	capturedBefore := len(readConnLog(t, logPath, up.Addr))
-	waitConnLog(t, logPath, up.Addr, capturedBefore)
-	pollUntil(t, meshTimeout, "an ok call after the restart", func() (bool, string) {
-		lines := clientLines(t, agent, alloc.ID)
-		return len(lines) > 0 && strings.HasSuffix(lines[len(lines)-1], " ok"), fmt.Sprintf("last call %q", lines[len(lines)-1:])
-	})
+	restarted := waitSidecarRestarted(t, agent, alloc.ID, pilot, logPath, up.Addr)
 	t.Logf("restart event %q; the client started %d time(s) before and %d after",
 		harness.EventMessage(restarted), clientStarts, countEvents(agent.TaskEventsRaw(t, alloc.ID, clientTask), api.TaskStarted))
 	agent.StopJob(t, "envoy-killed")
+}
+
+// waitRefusedCall waits for a call of the app, after the first callsBefore, that was refused, and returns its line.
+func waitRefusedCall(t *testing.T, agent *harness.Agent, allocID string, callsBefore int) string {
+	t.Helper()
+	var refused string
+	pollUntil(t, 30*time.Second, "a refused call while the proxy is down", func() (bool, string) {
+		lines := clientLines(t, agent, allocID)
+		for _, l := range lines[min(callsBefore, len(lines)):] {
+			if strings.HasSuffix(l, "failed: connection refused") {
+				refused = l
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("calls since the kill: %q", lines[min(callsBefore, len(lines)):])
+	})
+	return refused
+}
+
+// waitSidecarRestarted waits until Nomad restarted the sidecar: a new pilot-agent, ready, new connections to
+// upAddr captured and an ok call; it returns the Restarting event.
+func waitSidecarRestarted(t *testing.T, agent *harness.Agent, allocID string, pilot int, logPath, upAddr string) *api.TaskEvent {
+	t.Helper()
+	restarted := agent.WaitTaskEvent(t, allocID, proxyTask, "a Restarting event", meshTimeout, func(e *api.TaskEvent) bool {
+		return e.Type == api.TaskRestarting
+	})
+	pollUntil(t, meshTimeout, "a second proxy start", func() (bool, string) {
+		return newProxyStart(t, agent, allocID, pilot) != 0, "no new \"Proxy started\" event"
+	})
+	agent.WaitTaskState(t, allocID, proxyTask, harness.TaskStateRunning)
+	newPilot, _ := proxyPIDs(t, agent, allocID)
+	if newPilot == pilot || harness.Alive(pilot) {
+		t.Errorf("pilot-agent pid %d (alive=%t) after the restart, before %d", newPilot, harness.Alive(pilot), pilot)
+	}
+	capturedBefore := len(readConnLog(t, logPath, upAddr))
+	waitConnLog(t, logPath, upAddr, capturedBefore)
+	pollUntil(t, meshTimeout, "an ok call after the restart", func() (bool, string) {
+		lines := clientLines(t, agent, allocID)
+		return len(lines) > 0 && strings.HasSuffix(lines[len(lines)-1], " ok"), fmt.Sprintf("last call %q", lines[len(lines)-1:])
+	})
+	return restarted
 }
 
 func countEvents(events []*api.TaskEvent, typ string) int {

@@ -46,8 +46,24 @@ func TestHostMode_NodeStaysReadyWhenEnvoyDies(t *testing.T) {
 	}
 	t.Logf("SIGKILLed Envoy pid %d (pilot-agent pid %d)", envoy, pilot)
 
-	// Until the sidecar is back, every look at the node must answer quickly and see it ready.
-	checks, sawRulesDown := 0, false
+	checks, sawRulesDown := watchNodeUntilRestart(t, agent, alloc.ID, pilot)
+	if !sawRulesDown {
+		t.Errorf("the host-mode rules were not in place while the proxy was down")
+	}
+	agent.WaitTaskState(t, alloc.ID, proxyTask, harness.TaskStateRunning)
+	if node := agent.Node(t); node.Status != api.NodeStatusReady {
+		t.Errorf("node %s after the sidecar restarted", node.Status)
+	}
+	t.Logf("node ready at each of %d looks while the proxy was down; events:\n%s",
+		checks, strings.Join(agent.TaskEvents(t, alloc.ID, proxyTask), "\n"))
+	agent.StopJob(t, id)
+}
+
+// watchNodeUntilRestart looks at the node until the sidecar is back, failing the test unless each look answers
+// quickly and sees it ready. It returns how often it looked and whether the host's rules were in place while the
+// proxy was down.
+func watchNodeUntilRestart(t *testing.T, agent *harness.Agent, allocID string, pilot int) (checks int, sawRulesDown bool) {
+	t.Helper()
 	pollUntil(t, meshTimeout, "the sidecar restarted", func() (bool, string) {
 		start := time.Now()
 		node, _, err := agent.Client.Nodes().Info(agent.NodeID, nil)
@@ -61,20 +77,11 @@ func TestHostMode_NodeStaysReadyWhenEnvoyDies(t *testing.T) {
 			t.Errorf("node status took %s while Envoy was dead", took)
 		}
 		checks++
-		restarted := newProxyStart(t, agent, alloc.ID, pilot) != 0
+		restarted := newProxyStart(t, agent, allocID, pilot) != 0
 		if !restarted && len(harness.SnapshotRules(t, "").Tagged()) > 0 {
 			sawRulesDown = true
 		}
 		return restarted, "no new \"Proxy started\" event"
 	})
-	if !sawRulesDown {
-		t.Errorf("the host-mode rules were not in place while the proxy was down")
-	}
-	agent.WaitTaskState(t, alloc.ID, proxyTask, harness.TaskStateRunning)
-	if node := agent.Node(t); node.Status != api.NodeStatusReady {
-		t.Errorf("node %s after the sidecar restarted", node.Status)
-	}
-	t.Logf("node ready at each of %d looks while the proxy was down; events:\n%s",
-		checks, strings.Join(agent.TaskEvents(t, alloc.ID, proxyTask), "\n"))
-	agent.StopJob(t, id)
+	return checks, sawRulesDown
 }

@@ -1,12 +1,9 @@
 package main
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -21,100 +18,75 @@ func TestModes(t *testing.T) {
 	standin := buildStandin(t)
 	ns := newNetns(t)
 	client := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DialContext: dialContextIn(ns), DisableKeepAlives: true}}
-	start := func(t *testing.T, env ...string) (*exec.Cmd, chan error) {
-		t.Helper()
-		cmd := exec.Command("ip", "netns", "exec", ns, standin, "-c", "testdata/bootstrap-default.json", "-l", "warning")
-		cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		t.Cleanup(func() {
-			_ = cmd.Process.Kill()
-			<-done
-			if t.Failed() {
-				t.Logf("stand-in stderr:\n%s", stderr.String())
-			}
-		})
-		return cmd, done
-	}
-	exitCode := func(t *testing.T, done chan error) int {
-		t.Helper()
-		select {
-		case err := <-done:
-			done <- err // for the cleanup
-			var ee *exec.ExitError
-			if errors.As(err, &ee) {
-				return ee.ExitCode()
-			}
-			return 0
-		case <-time.After(10 * time.Second):
-			t.Fatal("stand-in did not exit")
-			return -1
-		}
-	}
+	start := func(t *testing.T, env ...string) *runningStandin { return startStandin(t, ns, standin, nil, env...) }
 	waitLive := func(t *testing.T) {
 		waitFor(t, 5*time.Second, "/ready LIVE", func() error { return get200(client, "http://127.0.0.1:15000/ready", "LIVE") })
 	}
 
 	t.Run("normal exits 0 on SIGTERM", func(t *testing.T) {
-		cmd, done := start(t)
+		s := start(t)
 		waitLive(t)
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		if code := exitCode(t, done); code != 0 {
+		_ = s.cmd.Process.Signal(syscall.SIGTERM)
+		if code := s.exitCode(t); code != 0 {
 			t.Errorf("exit %d, want 0", code)
 		}
 	})
 
 	t.Run("crash exits 1 after becoming ready", func(t *testing.T) {
-		_, done := start(t, envMode+"=crash", envCrashAfter+"=300ms")
+		s := start(t, envMode+"=crash", envCrashAfter+"=300ms")
 		waitLive(t)
-		if code := exitCode(t, done); code != 1 {
+		if code := s.exitCode(t); code != 1 {
 			t.Errorf("exit %d, want 1", code)
 		}
 	})
 
 	t.Run("never-ready serves admin but stays PRE_INITIALIZING", func(t *testing.T) {
 		start(t, envMode+"=never-ready")
-		waitFor(t, 5*time.Second, "admin up", func() error {
-			return get200(client, "http://127.0.0.1:15000/stats?usedonly", "server.state: 2\n")
-		})
-		resp, err := client.Get("http://127.0.0.1:15000/ready")
-		if err != nil || resp.StatusCode != http.StatusServiceUnavailable {
-			t.Errorf("/ready = %v, %v; want 503", resp, err)
-		} else {
-			resp.Body.Close()
-		}
-		if err := get200(client, "http://127.0.0.1:15000/stats?usedonly", "update_success"); err == nil {
-			t.Error("LDS/CDS update_success reported although never ready")
-		}
-		if c, err := dialIn(ns, "127.0.0.1:15021"); err == nil {
-			c.Close()
-			t.Error("health listener open although Envoy would not have started its listeners")
-		}
+		testNeverReady(t, client, ns)
 	})
 
 	t.Run("ignore-sigterm dies only to SIGKILL", func(t *testing.T) {
-		cmd, done := start(t, envMode+"=ignore-sigterm")
+		s := start(t, envMode+"=ignore-sigterm")
 		waitLive(t)
-		// `ip netns exec` execs the stand-in in place, so cmd.Process is the stand-in.
-		if !ignores(t, cmd.Process.Pid, syscall.SIGTERM) || !ignores(t, cmd.Process.Pid, syscall.SIGINT) {
-			t.Fatal("SIGTERM/SIGINT not ignored according to /proc/<pid>/status SigIgn")
-		}
-		// The kernel drops an ignored signal when it is sent, so the process answering afterwards is proof.
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Process.Signal(syscall.SIGINT)
-		if err := get200(client, "http://127.0.0.1:15000/ready", "LIVE"); err != nil {
-			t.Fatalf("after SIGTERM: %v", err)
-		}
-		_ = cmd.Process.Kill()
-		if code := exitCode(t, done); code != -1 {
-			t.Errorf("exit code %d, want -1 (killed by a signal)", code)
-		}
+		testIgnoresSIGTERM(t, client, s)
 	})
+}
+
+func testNeverReady(t *testing.T, client *http.Client, ns string) {
+	waitFor(t, 5*time.Second, "admin up", func() error {
+		return get200(client, "http://127.0.0.1:15000/stats?usedonly", "server.state: 2\n")
+	})
+	resp, err := client.Get("http://127.0.0.1:15000/ready")
+	if err != nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("/ready = %v, %v; want 503", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	if err := get200(client, "http://127.0.0.1:15000/stats?usedonly", "update_success"); err == nil {
+		t.Error("LDS/CDS update_success reported although never ready")
+	}
+	if c, err := dialIn(ns, "127.0.0.1:15021"); err == nil {
+		c.Close()
+		t.Error("health listener open although Envoy would not have started its listeners")
+	}
+}
+
+func testIgnoresSIGTERM(t *testing.T, client *http.Client, s *runningStandin) {
+	// `ip netns exec` execs the stand-in in place, so cmd.Process is the stand-in.
+	pid := s.cmd.Process.Pid
+	if !ignores(t, pid, syscall.SIGTERM) || !ignores(t, pid, syscall.SIGINT) {
+		t.Fatal("SIGTERM/SIGINT not ignored according to /proc/<pid>/status SigIgn")
+	}
+	// The kernel drops an ignored signal when it is sent, so the process answering afterwards is proof.
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	_ = s.cmd.Process.Signal(syscall.SIGINT)
+	if err := get200(client, "http://127.0.0.1:15000/ready", "LIVE"); err != nil {
+		t.Fatalf("after SIGTERM: %v", err)
+	}
+	_ = s.cmd.Process.Kill()
+	if code := s.exitCode(t); code != -1 {
+		t.Errorf("exit code %d, want -1 (killed by a signal)", code)
+	}
 }
 
 // ignores reads the SigIgn mask of a process.

@@ -67,80 +67,90 @@ func TestPilotAgentWithStandin(t *testing.T) {
 	}
 
 	t.Run("captured connection reaches the original destination", func(t *testing.T) {
-		c, err := dialIn(ns, backendAddr)
-		if err != nil {
-			t.Fatalf("dial %s: %v", backendAddr, err)
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-		if _, err := io.WriteString(c, "ping\n"); err != nil {
-			t.Fatal(err)
-		}
-		reply, err := bufio.NewReader(c).ReadString('\n')
-		if err != nil || reply != "pong\n" {
-			t.Fatalf("reply %q, %v", reply, err)
-		}
-		src := c.LocalAddr().String()
-		rec := waitForConnection(t, connLog, func(r connRecord) bool { return r.Src == src })
-		want := connRecord{Kind: "connection", Listener: "outbound", Port: 15001, Src: src, OriginalDst: backendAddr,
-			Outcome: "forwarded", UID: 0, SrcUID: os.Getuid()}
-		rec.Time, rec.Dst = "", ""
-		if rec != want {
-			t.Errorf("connection log = %+v\nwant %+v", rec, want)
-		}
-		if n := len(backendConns); n == 0 {
-			t.Error("backend saw no connection")
-		}
+		testCapturedConnection(t, ns, connLog, backendConns)
 	})
-
 	t.Run("direct connection to 15001 is logged and closed", func(t *testing.T) {
-		c, err := dialIn(ns, "127.0.0.1:15001")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-		if n, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
-			t.Errorf("read = %d, %v; want EOF", n, err)
-		}
-		src := c.LocalAddr().String()
-		rec := waitForConnection(t, connLog, func(r connRecord) bool { return r.Src == src })
-		if rec.Outcome != "no_original_dst" || rec.OriginalDst != "" {
-			t.Errorf("connection log = %+v", rec)
-		}
+		testDirectConnection(t, ns, connLog)
 	})
-
 	t.Run("SIGTERM to pilot-agent leaves no stand-in behind", func(t *testing.T) {
-		if len(pidsOf(standin)) != 1 {
-			t.Fatalf("stand-in processes before SIGTERM: %v, want one", pidsOf(standin))
-		}
-		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Fatal(err)
-		}
-		waited := make(chan error, 1)
-		go func() { waited <- cmd.Wait() }()
-		select {
-		case err := <-waited:
-			if err != nil {
-				t.Errorf("pilot-agent exited with %v, want 0", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Fatal("pilot-agent still running 30s after SIGTERM")
-		}
-		waitFor(t, 5*time.Second, "stand-in gone", func() error {
-			if p := pidsOf(standin); len(p) > 0 {
-				return fmt.Errorf("still running: %v", p)
-			}
-			return nil
-		})
-		logText, _ := os.ReadFile(agentLog)
-		if !bytes.Contains(logText, []byte(`"graceful":true,"inboundonly":true`)) {
-			t.Error("pilot-agent did not POST drain_listeners?inboundonly&graceful before killing Envoy")
-		}
+		testSIGTERMLeavesNoStandin(t, cmd, standin, agentLog)
 	})
 	if t.Failed() {
 		logText, _ := os.ReadFile(agentLog)
 		t.Logf("pilot-agent output:\n%s", logText)
+	}
+}
+
+func testCapturedConnection(t *testing.T, ns, connLog string, backendConns chan net.Addr) {
+	c, err := dialIn(ns, backendAddr)
+	if err != nil {
+		t.Fatalf("dial %s: %v", backendAddr, err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, "ping\n"); err != nil {
+		t.Fatal(err)
+	}
+	reply, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil || reply != "pong\n" {
+		t.Fatalf("reply %q, %v", reply, err)
+	}
+	src := c.LocalAddr().String()
+	rec := waitForConnection(t, connLog, func(r connRecord) bool { return r.Src == src })
+	want := connRecord{Kind: "connection", Listener: "outbound", Port: 15001, Src: src, OriginalDst: backendAddr,
+		Outcome: "forwarded", UID: 0, SrcUID: os.Getuid()}
+	rec.Time, rec.Dst = "", ""
+	if rec != want {
+		t.Errorf("connection log = %+v\nwant %+v", rec, want)
+	}
+	if n := len(backendConns); n == 0 {
+		t.Error("backend saw no connection")
+	}
+}
+
+func testDirectConnection(t *testing.T, ns, connLog string) {
+	c, err := dialIn(ns, "127.0.0.1:15001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if n, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Errorf("read = %d, %v; want EOF", n, err)
+	}
+	src := c.LocalAddr().String()
+	rec := waitForConnection(t, connLog, func(r connRecord) bool { return r.Src == src })
+	if rec.Outcome != "no_original_dst" || rec.OriginalDst != "" {
+		t.Errorf("connection log = %+v", rec)
+	}
+}
+
+func testSIGTERMLeavesNoStandin(t *testing.T, cmd *exec.Cmd, standin, agentLog string) {
+	if len(pidsOf(standin)) != 1 {
+		t.Fatalf("stand-in processes before SIGTERM: %v, want one", pidsOf(standin))
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	select {
+	case err := <-waited:
+		if err != nil {
+			t.Errorf("pilot-agent exited with %v, want 0", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("pilot-agent still running 30s after SIGTERM")
+	}
+	waitFor(t, 5*time.Second, "stand-in gone", func() error {
+		if p := pidsOf(standin); len(p) > 0 {
+			return fmt.Errorf("still running: %v", p)
+		}
+		return nil
+	})
+	logText, _ := os.ReadFile(agentLog)
+	if !bytes.Contains(logText, []byte(`"graceful":true,"inboundonly":true`)) {
+		t.Error("pilot-agent did not POST drain_listeners?inboundonly&graceful before killing Envoy")
 	}
 }
 
