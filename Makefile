@@ -43,11 +43,26 @@ nomad: ## Build the Nomad v1.6.3 agent from its MPL-2.0 module source into the c
 pilot-agent: ## Build Istio's real pilot-agent from the pinned istio.io/istio module into the cache
 	build/pilot-agent.sh
 
+.PHONY: istiod
+istiod: ## Build istiod (pilot-discovery) and Istio's CRDs file from the same pinned istio.io/istio module into the cache
+	build/istiod.sh
+
+.PHONY: etcd
+etcd: ## Build etcd v3.6.8 from its module source into the cache
+	build/etcd.sh
+
+.PHONY: kube-apiserver
+kube-apiserver: ## Build kube-apiserver and kubectl v1.36.1 from the k8s.io/kubernetes module into the cache
+	build/kube-apiserver.sh
+
 .PHONY: setup
-setup: ## Install host packages and the proxy user, build pilot-agent and Nomad v1.6.3 (cached)
+setup: ## Install host packages and the proxy user; build pilot-agent, Nomad v1.6.3 and the control plane (cached)
 	build/host-setup.sh
 	build/pilot-agent.sh >/dev/null
 	build/nomad.sh >/dev/null
+	build/istiod.sh >/dev/null
+	build/etcd.sh >/dev/null
+	build/kube-apiserver.sh >/dev/null
 
 .PHONY: check
 check: ## gofmt and go vet
@@ -75,5 +90,5 @@ bench: setup build standin ## Benchmarks, printed with ratios against a baseline
 	$(AGENT_ENV) go test -count=1 -timeout 15m -tags e2e -run '^$$' -bench '^BenchmarkSidecar$$' -benchtime 1x ./e2e/
 
 .PHONY: clean
-clean: ## Remove build outputs (the cache of pilot-agent and Nomad builds stays)
+clean: ## Remove build outputs (the cache of the builders' binaries stays)
 	rm -rf bin
