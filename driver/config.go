@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/istio-sidecar/istio-sidecar/driver/istio"
 	"github.com/istio-sidecar/istio-sidecar/driver/proxy"
 	"github.com/istio-sidecar/istio-sidecar/driver/rules"
 )
@@ -59,8 +60,8 @@ func defaultConfig() Config {
 		PilotAgentPath:          defaultPilotAgentPath,
 		EnvoyPath:               defaultEnvoyPath,
 		BootstrapTemplatePath:   defaultBootstrapTemplate,
-		ProxyUID:                1337,
-		ProxyGID:                1337,
+		ProxyUID:                istio.ProxyUID,
+		ProxyGID:                istio.ProxyGID,
 		DiscoveryAddress:        defaultDiscoveryAddress,
 		TrustDomain:             "cluster.local",
 		ClusterID:               "Kubernetes",

@@ -6,6 +6,7 @@ import (
 
 	"github.com/hashicorp/nomad/plugins/drivers"
 
+	"github.com/istio-sidecar/istio-sidecar/driver/istio"
 	"github.com/istio-sidecar/istio-sidecar/driver/proxy"
 	"github.com/istio-sidecar/istio-sidecar/driver/rules"
 )
@@ -37,8 +38,8 @@ func proxyEnvironment(cfg *drivers.TaskConfig, s *settings, t *taskSettings, mod
 			// SDS unix sockets live under it, and an absolute path under a deep task dir overflows the 107-byte
 			// limit of a socket address.
 			"configPath":     "./" + proxy.ConfigDir,
-			"proxyAdminPort": proxy.AdminPort,
-			"statusPort":     proxy.StatusPort,
+			"proxyAdminPort": istio.AdminPort,
+			"statusPort":     istio.StatusPort,
 		},
 	}.Merge()
 	if err != nil {

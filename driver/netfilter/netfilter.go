@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/istio-sidecar/istio-sidecar/driver/istio"
 	"github.com/istio-sidecar/istio-sidecar/driver/rules"
 )
 
@@ -112,7 +113,7 @@ func Apply(ctx context.Context, nsPath string, rs rules.Ruleset) ([]Report, erro
 			return nil, rollback(err)
 		}
 		if m, ok := removed[fr.Family]; ok {
-			rep.Routing = &Routing{Mark: m, Table: TProxyRouteTable, Removed: true}
+			rep.Routing = &Routing{Mark: m, Table: istio.TProxyRouteTable, Removed: true}
 		}
 		reports = append(reports, rep)
 		undo = append(undo, revert)
@@ -126,7 +127,7 @@ func Apply(ctx context.Context, nsPath string, rs rules.Ruleset) ([]Report, erro
 		if err != nil {
 			return nil, rollback(err)
 		}
-		reports[i].Routing = &Routing{Mark: mark, Table: TProxyRouteTable, Changed: added}
+		reports[i].Routing = &Routing{Mark: mark, Table: istio.TProxyRouteTable, Changed: added}
 		undo = append(undo, revert)
 	}
 	reports, err = withPassthrough6(ctx, nsPath, reports, func() error { return rollback(nil) })

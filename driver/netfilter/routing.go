@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/istio-sidecar/istio-sidecar/driver/istio"
 	"github.com/istio-sidecar/istio-sidecar/driver/rules"
 )
 
@@ -30,9 +31,6 @@ import (
 // rule tagged with its alloc ID; it owns the route in table 133 while one of its rules looks it up. That ties
 // routing to the tagged iptables rules, so routing is always removed before the rules naming its mark
 // (Cleanup, or a ruleset switching away from TPROXY): a crash in between leaves the mark findable next time.
-
-// TProxyRouteTable is Istio's routing table for TPROXY (INBOUND_TPROXY_ROUTE_TABLE).
-const TProxyRouteTable = 133
 
 // Routing describes one family's TPROXY policy routing in an apply Report.
 type Routing struct {
@@ -84,7 +82,7 @@ func (r *ipRule) UnmarshalJSON(b []byte) error {
 }
 
 // looksUp133 is any rule sending packets to table 133, ours or not.
-func (r ipRule) looksUp133() bool { return r.Table == strconv.Itoa(TProxyRouteTable) }
+func (r ipRule) looksUp133() bool { return r.Table == strconv.Itoa(istio.TProxyRouteTable) }
 
 // ours reports whether r is exactly the rule we add for mark.
 func (r ipRule) ours(mark uint32) bool {
@@ -100,7 +98,7 @@ type ipRoute struct {
 }
 
 func (r ipRoute) ours() bool {
-	return r.Table == strconv.Itoa(TProxyRouteTable) && r.Type == "local" && r.Dst == "default" && r.Dev == "lo"
+	return r.Table == strconv.Itoa(istio.TProxyRouteTable) && r.Type == "local" && r.Dst == "default" && r.Dev == "lo"
 }
 
 func hexMark(m uint32) string { return "0x" + strconv.FormatUint(uint64(m), 16) }
@@ -191,11 +189,11 @@ func ipArgv(f rules.Family, args ...string) []string {
 }
 
 func ruleArgv(f rules.Family, verb string, mark uint32) []string {
-	return ipArgv(f, "rule", verb, "fwmark", hexMark(mark), "lookup", strconv.Itoa(TProxyRouteTable))
+	return ipArgv(f, "rule", verb, "fwmark", hexMark(mark), "lookup", strconv.Itoa(istio.TProxyRouteTable))
 }
 
 func routeArgv(f rules.Family, verb string) []string {
-	return ipArgv(f, "route", verb, "local", "default", "dev", "lo", "table", strconv.Itoa(TProxyRouteTable))
+	return ipArgv(f, "route", verb, "local", "default", "dev", "lo", "table", strconv.Itoa(istio.TProxyRouteTable))
 }
 
 // addRouting installs the route, then the rule (the rule is what makes packets use the route), skipping what
@@ -291,7 +289,7 @@ func delRule(ctx context.Context, nsPath string, f rules.Family, mark uint32) er
 // delRuleAt deletes our rule for mark at the priority a read just found it at.
 func delRuleAt(ctx context.Context, nsPath string, f rules.Family, mark, priority uint32) error {
 	argv := ipArgv(f, "rule", "del", "priority", strconv.FormatUint(uint64(priority), 10),
-		"fwmark", hexMark(mark), "lookup", strconv.Itoa(TProxyRouteTable))
+		"fwmark", hexMark(mark), "lookup", strconv.Itoa(istio.TProxyRouteTable))
 	_, err := run(ctx, nsPath, "", argv...)
 	return err
 }
@@ -304,10 +302,10 @@ func checkRouting(ctx context.Context, nsPath string, f rules.Family, mark uint3
 	}
 	var missing []string
 	if _, ok := st.find(mark); !ok {
-		missing = append(missing, fmt.Sprintf("rule fwmark %d lookup %d", mark, TProxyRouteTable))
+		missing = append(missing, fmt.Sprintf("rule fwmark %d lookup %d", mark, istio.TProxyRouteTable))
 	}
 	if !st.route {
-		missing = append(missing, fmt.Sprintf("route local default dev lo table %d", TProxyRouteTable))
+		missing = append(missing, fmt.Sprintf("route local default dev lo table %d", istio.TProxyRouteTable))
 	}
 	if len(missing) == 0 {
 		return "", nil

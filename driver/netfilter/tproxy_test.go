@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/istio-sidecar/istio-sidecar/driver/istio"
 	"github.com/istio-sidecar/istio-sidecar/driver/rules"
 )
 
@@ -119,7 +120,7 @@ func tproxyRealPackets(t *testing.T, v6 bool, app, routed, peer string) {
 
 	reps, err := Apply(ctx, pa, tproxy)
 	mustf(t, err, "apply")
-	want := Routing{Mark: 1337, Table: TProxyRouteTable, Changed: true}
+	want := Routing{Mark: 1337, Table: istio.TProxyRouteTable, Changed: true}
 	for _, r := range reps {
 		if r.Routing == nil || *r.Routing != want {
 			t.Fatalf("report %q: routing %+v, want %+v", r, r.Routing, want)

@@ -5,10 +5,6 @@ import (
 	"sort"
 )
 
-// outboundMark marks Envoy's outbound-to-local-app packets in TPROXY mode so they are not captured again
-// (Istio's constants.OutboundMark).
-const outboundMark uint32 = 1338
-
 // dnsPort is the DNS port applications use.
 const dnsPort uint16 = 53
 

@@ -1,5 +1,7 @@
 package rules
 
+import "github.com/istio-sidecar/istio-sidecar/driver/istio"
+
 // dns sends the app's DNS to pilot-agent's DNS proxy and splits DNS conntrack into two zones (Istio's
 // SetupDNSRedir): zone 1 for the proxy's upstream queries, zone 2 for the app's queries to the proxy, so the
 // two UDP flows sharing addresses and ports never collide in conntrack.
@@ -57,11 +59,11 @@ func (b *builder) tproxyMarks() {
 	b.add(TableMangle, Rule{Chain: ChainOutput, Out: "lo", Proto: TCP, Matches: []Match{MarkMatch{Mark: mark}}, Target: Return})
 	for _, owner := range b.proxyIDs() {
 		b.add(TableMangle, Rule{Chain: ChainOutput, Dst: AddrMatch{Prefix: b.loopback, Negate: true}, Out: "lo", Proto: TCP,
-			Matches: []Match{owner}, Target: SetMark{outboundMark}})
+			Matches: []Match{owner}, Target: SetMark{istio.OutboundMark}})
 	}
 	b.add(TableMangle, Rule{Chain: ChainOutput, Proto: TCP, Matches: []Match{MarkMatch{Conn: true, Mark: mark}}, Target: Connmark{Restore: true}})
 	b.insert(TableMangle, 1, Rule{Chain: ChainIstioInbound, Proto: TCP, Matches: []Match{MarkMatch{Mark: mark}}, Target: Return})
 	b.insert(TableMangle, 2, Rule{Chain: ChainIstioInbound, Src: AddrMatch{Prefix: b.passthru}, In: "lo", Proto: TCP, Target: Return})
 	b.insert(TableMangle, 3, Rule{Chain: ChainIstioInbound, In: "lo", Proto: TCP,
-		Matches: []Match{MarkMatch{Negate: true, Mark: outboundMark}}, Target: Return})
+		Matches: []Match{MarkMatch{Negate: true, Mark: istio.OutboundMark}}, Target: Return})
 }
