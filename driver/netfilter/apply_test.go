@@ -207,7 +207,7 @@ func TestApplyFresh(t *testing.T) {
 			addForeign(t, name, map[BackendName]string{NFTables: "nft", Legacy: "legacy"}[backend])
 			before := saveAll(t, name, backend)
 			rs := build(t, rules.Spec{}, rules.Env{}, allocA)
-			fresh, ok := rs.FreshPayload(rules.IPv4)
+			fresh, ok := rs.Families[0].FreshPayload()
 			if !ok {
 				t.Fatal("default rules get no fresh payload")
 			}

@@ -23,14 +23,18 @@ import (
 //
 // There is no stale family to sweep after a fresh install, for the same reason.
 //
-// err is set only when a family installed here could not be taken out again after a later one failed. undo
-// takes out what it installed.
-func applyFresh(ctx context.Context, nsPath string, b Backend, rs rules.Ruleset) (reports []Report, undo func() error, ok bool, err error) {
+// ok says whether the fresh path decided the outcome (reports, or err); when it is false Apply reads. err is
+// set when a family installed here could not be taken out again after a later one failed, or ::6 could not be
+// put on lo.
+func applyFresh(ctx context.Context, nsPath string, b Backend, rs rules.Ruleset) (reports []Report, ok bool, err error) {
+	if !defaultDetector.takeClean(nsPath) {
+		return nil, false, nil
+	}
 	payloads := make([]string, len(rs.Families))
 	for i, fr := range rs.Families {
-		p, fresh := rs.FreshPayload(fr.Family)
+		p, fresh := fr.FreshPayload()
 		if !fresh {
-			return nil, nil, false, nil
+			return nil, false, nil
 		}
 		payloads[i] = p
 	}
@@ -39,14 +43,15 @@ func applyFresh(ctx context.Context, nsPath string, b Backend, rs rules.Ruleset)
 		if err := restore(ctx, nsPath, b, fr.Family, payloads[i]); err != nil {
 			// Families before this one were installed fresh and hold only rs's rules: take them out by tag.
 			if uerr := removeOwn(ctx, nsPath, b, rs.Owner, rs.Families[:i]); uerr != nil {
-				return nil, nil, false, fmt.Errorf("undo fresh install after %s failed: %w", fr.Family, uerr)
+				return nil, true, fmt.Errorf("undo fresh install after %s failed: %w", fr.Family, uerr)
 			}
-			return nil, nil, false, nil
+			return nil, false, nil
 		}
 		reports = append(reports, Report{Backend: b.Name, Version: b.Version, Family: fr.Family,
 			Rules: fr.RuleCount(), Changed: true, Fresh: true, Duration: time.Since(start)})
 	}
-	return reports, func() error { return removeOwn(ctx, nsPath, b, rs.Owner, rs.Families) }, true, nil
+	reports, err = withPassthrough6(ctx, nsPath, reports, func() error { return removeOwn(ctx, nsPath, b, rs.Owner, rs.Families) })
+	return reports, true, err
 }
 
 // removeOwn removes the owner's rules from the families, by tag.

@@ -313,22 +313,6 @@ func checkRouting(ctx context.Context, nsPath string, f rules.Family, mark uint3
 	return fmt.Sprintf("%s policy routing missing: %v", f, missing), nil
 }
 
-// wantedMark is the TPROXY mark of family f in rs, if the family diverts inbound traffic with TPROXY.
-func wantedMark(rs rules.Ruleset, f rules.Family) (uint32, bool) {
-	fr, ok := rs.Family(f)
-	if !ok {
-		return 0, false
-	}
-	for _, t := range fr.Tables {
-		for _, r := range t.Rules {
-			if tp, ok := r.Target.(rules.TProxy); ok {
-				return tp.Mark, true
-			}
-		}
-	}
-	return 0, false
-}
-
 var tproxyMarkPattern = regexp.MustCompile(` -j TPROXY .*--tproxy-mark (0x[0-9a-f]+)(?:/0xffffffff)?(?: |$)`)
 
 // presentMarks are the --tproxy-mark values of the owner's TPROXY rules in a family as iptables-save shows
@@ -368,17 +352,15 @@ func haveIP() bool {
 }
 
 // dropStaleRouting removes, before the iptables change, the policy routing our current TPROXY rules name and
-// rs no longer wants in that family (a switch to REDIRECT, another mark, a family gone). It returns the
-// removed marks per family and how to put them back. states are the families' iptables states as Apply read
-// them: a family that neither wants TPROXY nor holds a TPROXY rule of ours is not looked at, so a REDIRECT
-// ruleset costs no ip process.
-func dropStaleRouting(ctx context.Context, nsPath string, rs rules.Ruleset, states map[rules.Family]familyState) (map[rules.Family]uint32, []func() error, error) {
+// the ruleset no longer wants in that family (a switch to REDIRECT, another mark, a family gone). It returns
+// the removed marks per family and pushes how to put them back. A family that neither wants TPROXY nor holds
+// a TPROXY rule of ours is not looked at, so a REDIRECT ruleset costs no ip process.
+func dropStaleRouting(ctx context.Context, nsPath string, changes []familyChange, undo *undoStack) (map[rules.Family]uint32, error) {
 	removed := map[rules.Family]uint32{}
-	var undo []func() error
-	for _, f := range []rules.Family{rules.IPv4, rules.IPv6} {
-		want, tproxy := wantedMark(rs, f)
+	for _, c := range changes {
+		want, tproxy := c.want.TProxyMark()
 		var marks []uint32
-		for _, m := range presentMarks(states[f].present) {
+		for _, m := range presentMarks(c.state.present) {
 			if !tproxy || m != want {
 				marks = append(marks, m)
 			}
@@ -386,14 +368,14 @@ func dropStaleRouting(ctx context.Context, nsPath string, rs rules.Ruleset, stat
 		if len(marks) == 0 {
 			continue
 		}
-		ok, revert, err := removeRouting(ctx, nsPath, f, marks)
+		ok, revert, err := removeRouting(ctx, nsPath, c.family, marks)
 		if err != nil {
-			return removed, undo, err
+			return removed, err
 		}
 		if ok {
-			removed[f] = marks[0]
-			undo = append(undo, revert)
+			removed[c.family] = marks[0]
+			undo.push(revert)
 		}
 	}
-	return removed, undo, nil
+	return removed, nil
 }

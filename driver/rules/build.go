@@ -14,10 +14,12 @@ type Ruleset struct {
 	Families []FamilyRules
 }
 
-// FamilyRules holds one family's tables, in payload order.
+// FamilyRules is one family's part of a ruleset: its tables, in payload order, and the owner whose tag its
+// rules carry. The edge works family by family, so each payload and comparison is a method of this value.
 type FamilyRules struct {
 	Family Family
 	Tables []TableRules
+	owner  Owner
 }
 
 // TableRules holds one table's chains to declare and rules to append, both in iptables-save order.
@@ -60,7 +62,9 @@ func Build(cfg Config, owner Owner) (Ruleset, error) {
 	for _, f := range fams {
 		b := newBuilder(f, cfg)
 		b.build()
-		rs.Families = append(rs.Families, b.finish())
+		fr := b.finish()
+		fr.owner = owner
+		rs.Families = append(rs.Families, fr)
 	}
 	return rs, nil
 }

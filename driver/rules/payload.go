@@ -23,10 +23,16 @@ import (
 // Cleanup is the same with an empty new ruleset, and is computed from tags alone (CleanupPayload), never from
 // the config that produced the rules. Rules not carrying our tag are never named in a payload.
 
-// Payload is the iptables-restore --noflush input that installs family f into a namespace holding none of our
-// rules. It is ReplacePayload with nothing present.
+// Payload is the iptables-restore --noflush input that installs the family into a namespace holding none of
+// our rules. It is ReplacePayload with nothing present.
+func (fr FamilyRules) Payload() string {
+	return fr.ReplacePayload(Present{})
+}
+
+// Payload is family f's Payload; "" when the ruleset has no such family.
 func (rs Ruleset) Payload(f Family) string {
-	return rs.ReplacePayload(f, Present{})
+	fr, _ := rs.Family(f)
+	return fr.Payload()
 }
 
 // FreshPayload is Payload written for a namespace believed to hold none of our chains, so that the transaction
@@ -38,9 +44,8 @@ func (rs Ruleset) Payload(f Family) string {
 // namespace where every chain of ours can be created holds no jump of ours or anyone's into them either. That
 // covers every rule we put in a built-in chain only if each of them is such a jump; ok is false otherwise
 // (excluded interfaces add plain RETURNs there, which could outlive their chains).
-func (rs Ruleset) FreshPayload(f Family) (payload string, ok bool) {
-	fr, found := rs.Family(f)
-	if !found || len(fr.Tables) != 1 {
+func (fr FamilyRules) FreshPayload() (payload string, ok bool) {
+	if len(fr.Tables) != 1 {
 		return "", false
 	}
 	for _, r := range fr.Tables[0].Rules {
@@ -48,12 +53,12 @@ func (rs Ruleset) FreshPayload(f Family) (payload string, ok bool) {
 			return "", false
 		}
 	}
-	return writeSwap(Present{}, rs.asPresent(f), true), true
+	return writeSwap(Present{}, fr.asPresent(), true), true
 }
 
-// ReplacePayload installs family f in place of what the same owner has present, in one transaction.
-func (rs Ruleset) ReplacePayload(f Family, present Present) string {
-	return swapPayload(present, rs.asPresent(f))
+// ReplacePayload installs the family in place of what the same owner has present, in one transaction.
+func (fr FamilyRules) ReplacePayload(present Present) string {
+	return swapPayload(present, fr.asPresent())
 }
 
 // CleanupPayload removes everything present (one owner, one family) in one transaction; "" if nothing is.
@@ -67,17 +72,29 @@ func RevertPayload(current, previous Present) string {
 	return swapPayload(current, previous)
 }
 
-// asPresent renders family f as the Present it will be once applied.
-func (rs Ruleset) asPresent(f Family) Present {
-	fr, _ := rs.Family(f)
+// asPresent renders the family as the Present it will be once applied.
+func (fr FamilyRules) asPresent() Present {
 	p := Present{Chains: map[Table][]Chain{}}
 	for _, tr := range fr.Tables {
 		p.Chains[tr.Table] = tr.Chains
 		for _, r := range tr.Rules {
-			p.Rules = append(p.Rules, SavedRule{Table: tr.Table, Chain: r.Chain, Line: r.Line(rs.Owner.Tag()), Owner: rs.Owner.AllocID})
+			p.Rules = append(p.Rules, SavedRule{Table: tr.Table, Chain: r.Chain, Line: r.Line(fr.owner.Tag()), Owner: fr.owner.AllocID})
 		}
 	}
 	return p
+}
+
+// TProxyMark is the mark of the family's TPROXY rule, if the family diverts inbound traffic with TPROXY: the
+// mark its policy routing looks up.
+func (fr FamilyRules) TProxyMark() (uint32, bool) {
+	for _, t := range fr.Tables {
+		for _, r := range t.Rules {
+			if tp, ok := r.Target.(TProxy); ok {
+				return tp.Mark, true
+			}
+		}
+	}
+	return 0, false
 }
 
 // swapPayload replaces old by new per table: delete old rules outside wholly-owned chains, flush stale chains,
@@ -173,23 +190,23 @@ func minus(a, b []Chain) []Chain {
 	return out
 }
 
-// Lines is family f's rules as iptables-save prints them, per table and chain: what Verify expects to find.
-func (rs Ruleset) Lines(f Family) map[Table]map[Chain][]string {
-	fr, _ := rs.Family(f)
+// lines is the family's rules as iptables-save prints them, per table and chain: what Verify expects to find.
+func (fr FamilyRules) lines() map[Table]map[Chain][]string {
 	out := map[Table]map[Chain][]string{}
 	for _, tr := range fr.Tables {
 		out[tr.Table] = map[Chain][]string{}
 		for _, r := range tr.Rules {
-			out[tr.Table][r.Chain] = append(out[tr.Table][r.Chain], r.Line(rs.Owner.Tag()))
+			out[tr.Table][r.Chain] = append(out[tr.Table][r.Chain], r.Line(fr.owner.Tag()))
 		}
 	}
 	return out
 }
 
-// Diff compares family f's rules with what the owner has present and describes each difference; none means
-// the namespace holds exactly this ruleset. Order matters within a chain; foreign rules are ignored.
-func (rs Ruleset) Diff(f Family, present Present) []string {
-	want := rs.Lines(f)
+// Diff compares the family's rules with what the owner has present and describes each difference; none means
+// the namespace holds exactly these rules. Order matters within a chain; foreign rules are ignored.
+func (fr FamilyRules) Diff(present Present) []string {
+	f := fr.Family
+	want := fr.lines()
 	have := map[Table]map[Chain][]string{}
 	for _, r := range present.Rules {
 		if have[r.Table] == nil {

@@ -42,14 +42,15 @@ func TestReplaceAndCleanupPayloads(t *testing.T) {
 		t.Fatal(err)
 	}
 	present := saved.Present(owner)
-	if d := old.Diff(IPv4, present); len(d) != 0 {
+	oldV4, _ := old.Family(IPv4)
+	if d := oldV4.Diff(present); len(d) != 0 {
 		t.Fatalf("Diff of identical state: %v", d)
 	}
-	updated := buildCase(t, goldenCase{name: "defaults"})
-	if d := updated.Diff(IPv4, present); len(d) == 0 {
+	updated, _ := buildCase(t, goldenCase{name: "defaults"}).Family(IPv4)
+	if d := updated.Diff(present); len(d) == 0 {
 		t.Fatal("Diff found no difference between DNS and default rulesets")
 	}
-	replace := updated.ReplacePayload(IPv4, present)
+	replace := updated.ReplacePayload(present)
 	for _, want := range []string{
 		"-D OUTPUT -m comment --comment \"istio-sidecar:alloc=" + testAlloc + "\" -j ISTIO_OUTPUT_DNS\n",
 		"-F ISTIO_OUTPUT_DNS\n", "-X ISTIO_OUTPUT_DNS\n", "-D OUTPUT -m comment",
@@ -115,7 +116,7 @@ func TestFreshPayload(t *testing.T) {
 	for _, c := range goldenCases() {
 		rs := buildCase(t, c)
 		for _, fr := range rs.Families {
-			p, ok := rs.FreshPayload(fr.Family)
+			p, ok := fr.FreshPayload()
 			if ok != fresh[c.name] {
 				t.Errorf("%s %s: fresh payload offered = %v, want %v", c.name, fr.Family, ok, fresh[c.name])
 				continue
@@ -127,7 +128,8 @@ func TestFreshPayload(t *testing.T) {
 			}
 		}
 	}
-	if _, ok := buildCase(t, goldenCase{name: "defaults"}).FreshPayload(IPv6); ok {
+	absent, _ := buildCase(t, goldenCase{name: "defaults"}).Family(IPv6)
+	if _, ok := absent.FreshPayload(); ok {
 		t.Error("fresh payload offered for a family the ruleset does not have")
 	}
 }
