@@ -121,15 +121,21 @@ func TestFailedRestoreLeavesNothing(t *testing.T) {
 		t.Errorf("failed restore changed state:\n%s", after)
 	}
 
-	// Break only the IPv6 family: an IPv4 prefix in an IPv6 rule.
-	v6 := &rs.Families[1].Tables[0]
-	v6.Rules = append(v6.Rules, rules.Rule{Chain: rules.ChainIstioOutput, Dst: rules.AddrMatch{Prefix: netip.MustParsePrefix("10.0.0.0/8")}, Target: rules.Return})
+	// Break only the IPv6 family: IPv4 prefixes in IPv6 rules.
+	rs.Families[1] = asFamily(rs.Families[0], rules.IPv6)
 	if _, err := Apply(ctx, path, rs); err == nil {
 		t.Fatal("apply with a broken IPv6 family succeeded")
 	}
 	if after := saveAll(t, name, NFTables); after != before {
 		t.Errorf("IPv4 not undone after IPv6 failed:\n%s", after)
 	}
+}
+
+// asFamily files a family's rules under family f. Their addresses are of the other family, which
+// iptables-restore refuses: that family's transaction fails whole.
+func asFamily(fr rules.FamilyRules, f rules.Family) rules.FamilyRules {
+	fr.Family = f
+	return fr
 }
 
 func TestCleanupNamespaceGone(t *testing.T) {
@@ -324,5 +330,5 @@ func removeTagged(ctx context.Context, path string, b Backend) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	return len(st.present.Rules), restore(ctx, path, b, rules.IPv4, rules.CleanupPayload(st.present))
+	return st.present.RuleCount(), restore(ctx, path, b, rules.IPv4, rules.CleanupPayload(st.present))
 }

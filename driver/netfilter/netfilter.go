@@ -325,7 +325,7 @@ func Cleanup(ctx context.Context, nsPath, allocID string) (CleanupResult, error)
 		for _, o := range st.saved.Owners() {
 			others = others || o != allocID
 		}
-		if _, _, err := removeRouting(ctx, nsPath, f, presentMarks(st.present)); err != nil {
+		if _, _, err := removeRouting(ctx, nsPath, f, st.present.TProxyMarks()); err != nil {
 			return err
 		}
 		p6, err := removeFamily(ctx, nsPath, b, f, st.present)
@@ -333,7 +333,7 @@ func Cleanup(ctx context.Context, nsPath, allocID string) (CleanupResult, error)
 			return err
 		}
 		res.Passthrough6Removed = res.Passthrough6Removed || p6
-		res.Removed += len(st.present.Rules)
+		res.Removed += st.present.RuleCount()
 		return nil
 	})
 	if errors.Is(err, ErrNamespaceGone) {

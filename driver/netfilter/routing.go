@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 
@@ -313,32 +312,6 @@ func checkRouting(ctx context.Context, nsPath string, f rules.Family, mark uint3
 	return fmt.Sprintf("%s policy routing missing: %v", f, missing), nil
 }
 
-var tproxyMarkPattern = regexp.MustCompile(` -j TPROXY .*--tproxy-mark (0x[0-9a-f]+)(?:/0xffffffff)?(?: |$)`)
-
-// presentMarks are the --tproxy-mark values of the owner's TPROXY rules in a family as iptables-save shows
-// them: the marks whose policy routing the owner added.
-func presentMarks(p rules.Present) []uint32 {
-	var out []uint32
-	for _, r := range p.Rules {
-		m := tproxyMarkPattern.FindStringSubmatch(r.Line)
-		if m == nil {
-			continue
-		}
-		v, err := strconv.ParseUint(m[1], 0, 32)
-		if err != nil {
-			continue
-		}
-		dup := false
-		for _, o := range out {
-			dup = dup || o == uint32(v)
-		}
-		if !dup {
-			out = append(out, uint32(v))
-		}
-	}
-	return out
-}
-
 // haveIP reports whether the ip command exists. Without it the driver cannot have added policy routing, so
 // REDIRECT rulesets and Cleanup do not need it; a TPROXY ruleset fails on it with the exec error.
 // haveIP looks for ip where run will: a REDIRECT-only host without iproute2 still works.
@@ -360,7 +333,7 @@ func dropStaleRouting(ctx context.Context, nsPath string, changes []familyChange
 	for _, c := range changes {
 		want, tproxy := c.want.TProxyMark()
 		var marks []uint32
-		for _, m := range presentMarks(c.state.present) {
+		for _, m := range c.state.present.TProxyMarks() {
 			if !tproxy || m != want {
 				marks = append(marks, m)
 			}

@@ -185,8 +185,7 @@ func tproxyRealPackets(t *testing.T, v6 bool, app, routed, peer string) {
 	// A REDIRECT ruleset that fails in iptables puts back the routing it removed first.
 	redirect := build(t, rules.Spec{}, env, allocA)
 	broken := build(t, rules.Spec{}, env, allocA)
-	nat := &broken.Families[0].Tables[len(broken.Families[0].Tables)-1]
-	nat.Rules = append(nat.Rules, rules.Rule{Chain: rules.ChainIstioOutput, Dst: rules.AddrMatch{Prefix: netip.MustParsePrefix("fd00::/8")}, Target: rules.Return})
+	broken.Families[0] = asFamily(build(t, rules.Spec{}, rules.Env{HasIPv6: true}, allocA).Families[1], rules.IPv4)
 	if _, err := Apply(ctx, pa, broken); err == nil {
 		t.Fatal("apply of a broken ruleset succeeded")
 	} else {

@@ -89,12 +89,12 @@ func checkPayload(t *testing.T, payload, alloc string, wantRules int) {
 		case !inTable:
 			t.Fatalf("line outside a table: %q", line)
 		case chainDecl.MatchString(line):
-			if m := chainDecl.FindStringSubmatch(line); !IsOwnChain(Chain(m[1])) {
+			if m := chainDecl.FindStringSubmatch(line); !isOwnChain(chain(m[1])) {
 				t.Fatalf("declares a chain that is not ours: %q", line)
 			}
 		case ruleLine.MatchString(line):
 			m := ruleLine.FindStringSubmatch(line)
-			if !IsOwnChain(Chain(m[1])) && m[1] != "PREROUTING" && m[1] != "OUTPUT" {
+			if !isOwnChain(chain(m[1])) && m[1] != "PREROUTING" && m[1] != "OUTPUT" {
 				t.Fatalf("appends to a foreign chain: %q", line)
 			}
 			if m[3] != alloc || strings.Count(line, "--comment") != 1 {
@@ -113,7 +113,7 @@ func checkPayload(t *testing.T, payload, alloc string, wantRules int) {
 	if err != nil {
 		t.Fatalf("payload does not parse as save output: %v", err)
 	}
-	if got := len(saved.Present(Owner{AllocID: alloc}).Rules); got != wantRules {
+	if got := len(saved.Present(Owner{AllocID: alloc}).rules); got != wantRules {
 		t.Fatalf("save parser finds %d of our %d rules", got, wantRules)
 	}
 }

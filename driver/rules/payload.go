@@ -45,11 +45,11 @@ func (rs Ruleset) Payload(f Family) string {
 // covers every rule we put in a built-in chain only if each of them is such a jump; ok is false otherwise
 // (excluded interfaces add plain RETURNs there, which could outlive their chains).
 func (fr FamilyRules) FreshPayload() (payload string, ok bool) {
-	if len(fr.Tables) != 1 {
+	if len(fr.tables) != 1 {
 		return "", false
 	}
-	for _, r := range fr.Tables[0].Rules {
-		if j, isJump := r.Target.(Jump); !IsOwnChain(r.Chain) && (!isJump || !IsOwnChain(j.To)) {
+	for _, r := range fr.tables[0].Rules {
+		if j, isJump := r.Target.(jump); !isOwnChain(r.Chain) && (!isJump || !isOwnChain(j.To)) {
 			return "", false
 		}
 	}
@@ -74,11 +74,11 @@ func RevertPayload(current, previous Present) string {
 
 // asPresent renders the family as the Present it will be once applied.
 func (fr FamilyRules) asPresent() Present {
-	p := Present{Chains: map[Table][]Chain{}}
-	for _, tr := range fr.Tables {
-		p.Chains[tr.Table] = tr.Chains
+	p := Present{chains: map[table][]chain{}}
+	for _, tr := range fr.tables {
+		p.chains[tr.Table] = tr.Chains
 		for _, r := range tr.Rules {
-			p.Rules = append(p.Rules, SavedRule{Table: tr.Table, Chain: r.Chain, Line: r.Line(fr.owner.Tag()), Owner: fr.owner.AllocID})
+			p.rules = append(p.rules, savedRule{Table: tr.Table, Chain: r.Chain, Line: r.line(fr.owner.tag()), Owner: fr.owner.AllocID})
 		}
 	}
 	return p
@@ -87,9 +87,9 @@ func (fr FamilyRules) asPresent() Present {
 // TProxyMark is the mark of the family's TPROXY rule, if the family diverts inbound traffic with TPROXY: the
 // mark its policy routing looks up.
 func (fr FamilyRules) TProxyMark() (uint32, bool) {
-	for _, t := range fr.Tables {
+	for _, t := range fr.tables {
 		for _, r := range t.Rules {
-			if tp, ok := r.Target.(TProxy); ok {
+			if tp, ok := r.Target.(tproxy); ok {
 				return tp.Mark, true
 			}
 		}
@@ -111,16 +111,16 @@ func writeSwap(old, new Present, create bool) string {
 	}
 	var b strings.Builder
 	for _, t := range unionTables(old, new) {
-		stale := minus(old.Chains[t], new.Chains[t])
+		stale := minus(old.chains[t], new.chains[t])
 		fmt.Fprintf(&b, "*%s\n", t)
 		writeDeletes(&b, t, old)
 		for _, ch := range stale {
 			fmt.Fprintf(&b, "-F %s\n", ch)
 		}
-		for _, ch := range new.Chains[t] {
+		for _, ch := range new.chains[t] {
 			fmt.Fprintf(&b, declare, ch)
 		}
-		for _, r := range new.Rules {
+		for _, r := range new.rules {
 			if r.Table == t {
 				b.WriteString(r.Line + "\n")
 			}
@@ -135,12 +135,12 @@ func writeSwap(old, new Present, create bool) string {
 
 // writeDeletes deletes the owner's rules that sit in chains we do not flush wholesale (built-in chains, or our
 // chain names holding somebody else's rules too), by their exact saved text.
-func writeDeletes(b *strings.Builder, t Table, present Present) {
-	whole := map[Chain]bool{}
-	for _, ch := range present.Chains[t] {
+func writeDeletes(b *strings.Builder, t table, present Present) {
+	whole := map[chain]bool{}
+	for _, ch := range present.chains[t] {
 		whole[ch] = true
 	}
-	for _, r := range present.Rules {
+	for _, r := range present.rules {
 		if r.Table == t && !whole[r.Chain] && strings.HasPrefix(r.Line, "-A ") {
 			b.WriteString("-D " + r.Line[3:] + "\n")
 		}
@@ -149,26 +149,26 @@ func writeDeletes(b *strings.Builder, t Table, present Present) {
 
 // unionTables lists the tables either side touches, in payload order; a table we never write (but that holds a
 // tagged rule) comes last so that cleanup by tag still reaches it.
-func unionTables(a, b Present) []Table {
-	used := map[Table]bool{}
+func unionTables(a, b Present) []table {
+	used := map[table]bool{}
 	for _, p := range []Present{a, b} {
-		for _, r := range p.Rules {
+		for _, r := range p.rules {
 			used[r.Table] = true
 		}
-		for t, chs := range p.Chains {
+		for t, chs := range p.chains {
 			if len(chs) > 0 {
 				used[t] = true
 			}
 		}
 	}
-	var out []Table
+	var out []table
 	for _, t := range tableOrder {
 		if used[t] {
 			out = append(out, t)
 			delete(used, t)
 		}
 	}
-	var extra []Table
+	var extra []table
 	for t := range used {
 		extra = append(extra, t)
 	}
@@ -176,8 +176,8 @@ func unionTables(a, b Present) []Table {
 	return append(out, extra...)
 }
 
-func minus(a, b []Chain) []Chain {
-	var out []Chain
+func minus(a, b []chain) []chain {
+	var out []chain
 	for _, x := range a {
 		found := false
 		for _, y := range b {
@@ -191,12 +191,12 @@ func minus(a, b []Chain) []Chain {
 }
 
 // lines is the family's rules as iptables-save prints them, per table and chain: what Verify expects to find.
-func (fr FamilyRules) lines() map[Table]map[Chain][]string {
-	out := map[Table]map[Chain][]string{}
-	for _, tr := range fr.Tables {
-		out[tr.Table] = map[Chain][]string{}
+func (fr FamilyRules) lines() map[table]map[chain][]string {
+	out := map[table]map[chain][]string{}
+	for _, tr := range fr.tables {
+		out[tr.Table] = map[chain][]string{}
 		for _, r := range tr.Rules {
-			out[tr.Table][r.Chain] = append(out[tr.Table][r.Chain], r.Line(fr.owner.Tag()))
+			out[tr.Table][r.Chain] = append(out[tr.Table][r.Chain], r.line(fr.owner.tag()))
 		}
 	}
 	return out
@@ -207,10 +207,10 @@ func (fr FamilyRules) lines() map[Table]map[Chain][]string {
 func (fr FamilyRules) Diff(present Present) []string {
 	f := fr.Family
 	want := fr.lines()
-	have := map[Table]map[Chain][]string{}
-	for _, r := range present.Rules {
+	have := map[table]map[chain][]string{}
+	for _, r := range present.rules {
 		if have[r.Table] == nil {
-			have[r.Table] = map[Chain][]string{}
+			have[r.Table] = map[chain][]string{}
 		}
 		have[r.Table][r.Chain] = append(have[r.Table][r.Chain], r.Line)
 	}

@@ -8,7 +8,7 @@ import (
 )
 
 // saveOf renders a ruleset's family as iptables-save would print it after a fresh apply, plus foreign lines.
-func saveOf(rs Ruleset, f Family, foreign map[Table][]string) string {
+func saveOf(rs Ruleset, f Family, foreign map[table][]string) string {
 	var b strings.Builder
 	payload := rs.Payload(f)
 	for _, block := range strings.SplitAfter(payload, "COMMIT\n") {
@@ -22,7 +22,7 @@ func saveOf(rs Ruleset, f Family, foreign map[Table][]string) string {
 				b.WriteString(l + "\n")
 			}
 		}
-		for _, l := range foreign[Table(strings.TrimPrefix(lines[0], "*"))] {
+		for _, l := range foreign[table(strings.TrimPrefix(lines[0], "*"))] {
 			b.WriteString(l + "\n")
 		}
 		b.WriteString("COMMIT\n")
@@ -32,7 +32,7 @@ func saveOf(rs Ruleset, f Family, foreign map[Table][]string) string {
 
 func TestReplaceAndCleanupPayloads(t *testing.T) {
 	old := buildCase(t, goldenCase{name: "dns", spec: Spec{DNSCapture: true}, env: Env{Nameservers: twoNameservers}})
-	foreign := map[Table][]string{TableNat: {"-A OUTPUT -d 10.9.9.9/32 -j RETURN"}}
+	foreign := map[table][]string{tableNat: {"-A OUTPUT -d 10.9.9.9/32 -j RETURN"}}
 	saved, err := ParseSave(saveOf(old, IPv4, foreign))
 	if err != nil {
 		t.Fatal(err)

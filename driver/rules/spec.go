@@ -99,8 +99,8 @@ func (o Owner) Validate() error {
 	return nil
 }
 
-// Tag is the comment text carried by every rule of this owner.
-func (o Owner) Tag() string { return TagPrefix + o.AllocID }
+// tag is the comment text carried by every rule of this owner.
+func (o Owner) tag() string { return TagPrefix + o.AllocID }
 
 // FieldError reports a bad value of one Spec or Defaults field, named by its HCL key.
 type FieldError struct {
