@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/istio-sidecar/istio-sidecar/driver/interception"
 	"github.com/istio-sidecar/istio-sidecar/driver/istio"
 	"github.com/istio-sidecar/istio-sidecar/driver/proxy"
 	"github.com/istio-sidecar/istio-sidecar/driver/rules"
@@ -53,6 +54,11 @@ type settings struct {
 	readinessTimeout time.Duration
 	gracePeriod      time.Duration
 	driftInterval    time.Duration
+}
+
+// trackerSettings are what the interception tracker acts on.
+func (s *settings) trackerSettings() interception.Settings {
+	return interception.Settings{StateDir: s.StateDir, Grace: s.gracePeriod}
 }
 
 func defaultConfig() Config {
