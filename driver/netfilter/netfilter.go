@@ -2,8 +2,7 @@
 // namespace with iptables-restore/iptables-save (argv only, never a shell). It imports nothing from Nomad.
 //
 // Each family is changed by one `iptables-restore --noflush` transaction built by the rules package from what
-// iptables-save shows (see rules/payload.go), or, in a namespace known to hold no tagged rule, one that needs
-// no read because it fails whole otherwise (fresh.go). Apply is idempotent (a namespace already holding exactly the
+// iptables-save shows (see rules/payload.go). Apply is idempotent (a namespace already holding exactly the
 // ruleset is left alone), replaces a changed ruleset atomically, never names a rule that is not ours, and
 // undoes an applied family if a later one fails. Cleanup finds our rules by tag only. In TPROXY mode Apply also
 // installs Istio's policy routing (fwmark rule and local route in table 133) with the `ip` command, and
@@ -29,7 +28,6 @@ type Report struct {
 	Rules    int
 	Changed  bool // false when the namespace already held exactly this ruleset
 	Found    bool // the family held rules of this owner before this apply (a restart, a changed ruleset)
-	Fresh    bool // installed without reading the namespace first (fresh.go)
 	Duration time.Duration
 	// Routing is the family's TPROXY policy routing (see routing.go); nil when the family has none and none
 	// was removed.
@@ -75,9 +73,6 @@ func Apply(ctx context.Context, nsPath string, rs rules.Ruleset) ([]Report, erro
 	b, err := Detect(ctx, nsPath)
 	if err != nil {
 		return nil, err
-	}
-	if reports, ok, err := applyFresh(ctx, nsPath, b, rs); ok || err != nil {
-		return reports, err
 	}
 	changes, err := readChanges(ctx, nsPath, b, rs)
 	if err != nil {
@@ -320,11 +315,7 @@ func Cleanup(ctx context.Context, nsPath, allocID string) (CleanupResult, error)
 		return CleanupResult{}, err
 	}
 	var res CleanupResult
-	others := false
 	err := forEachState(ctx, nsPath, owner, func(b Backend, f rules.Family, st familyState) error {
-		for _, o := range st.saved.Owners() {
-			others = others || o != allocID
-		}
 		if _, _, err := removeRouting(ctx, nsPath, f, st.present.TProxyMarks()); err != nil {
 			return err
 		}
@@ -338,10 +329,6 @@ func Cleanup(ctx context.Context, nsPath, allocID string) (CleanupResult, error)
 	})
 	if errors.Is(err, ErrNamespaceGone) {
 		return CleanupResult{NamespaceGone: true}, nil
-	}
-	if err == nil && !others {
-		// Every backend and family was read and what was tagged is gone: the next Apply may go fresh.
-		defaultDetector.markClean(nsPath)
 	}
 	return res, err
 }

@@ -35,27 +35,6 @@ func (rs Ruleset) Payload(f Family) string {
 	return fr.Payload()
 }
 
-// FreshPayload is Payload written for a namespace believed to hold none of our chains, so that the transaction
-// fails whole when that belief is wrong: "-N" refuses a chain that exists, where ":" would flush it and carry
-// on. The edge tries it first, sparing the iptables-save that ReplacePayload needs, and falls back to the read
-// on any failure. iptables-restore commits table by table, so a failure in a second table would leave the first
-// applied; so ok is false unless the family lives in one table (Istio's default REDIRECT rules, all in nat).
-// The -N lines also stand for the rest of the read: iptables refuses to delete a chain something jumps to, so a
-// namespace where every chain of ours can be created holds no jump of ours or anyone's into them either. That
-// covers every rule we put in a built-in chain only if each of them is such a jump; ok is false otherwise
-// (excluded interfaces add plain RETURNs there, which could outlive their chains).
-func (fr FamilyRules) FreshPayload() (payload string, ok bool) {
-	if len(fr.tables) != 1 {
-		return "", false
-	}
-	for _, r := range fr.tables[0].Rules {
-		if j, isJump := r.Target.(jump); !isOwnChain(r.Chain) && (!isJump || !isOwnChain(j.To)) {
-			return "", false
-		}
-	}
-	return writeSwap(Present{}, fr.asPresent(), true), true
-}
-
 // ReplacePayload installs the family in place of what the same owner has present, in one transaction.
 func (fr FamilyRules) ReplacePayload(present Present) string {
 	return swapPayload(present, fr.asPresent())
@@ -100,15 +79,6 @@ func (fr FamilyRules) TProxyMark() (uint32, bool) {
 // swapPayload replaces old by new per table: delete old rules outside wholly-owned chains, flush stale chains,
 // declare (create or flush) new chains, append new rules, delete stale chains.
 func swapPayload(old, new Present) string {
-	return writeSwap(old, new, false)
-}
-
-// writeSwap is swapPayload; create declares the new chains with "-N" (fail if present) instead of ":".
-func writeSwap(old, new Present, create bool) string {
-	declare := ":%s - [0:0]\n"
-	if create {
-		declare = "-N %s\n"
-	}
 	var b strings.Builder
 	for _, t := range unionTables(old, new) {
 		stale := minus(old.chains[t], new.chains[t])
@@ -118,7 +88,7 @@ func writeSwap(old, new Present, create bool) string {
 			fmt.Fprintf(&b, "-F %s\n", ch)
 		}
 		for _, ch := range new.chains[t] {
-			fmt.Fprintf(&b, declare, ch)
+			fmt.Fprintf(&b, ":%s - [0:0]\n", ch)
 		}
 		for _, r := range new.rules {
 			if r.Table == t {

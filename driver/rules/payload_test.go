@@ -105,47 +105,6 @@ func TestTagParsing(t *testing.T) {
 	}
 }
 
-// TestFreshPayload: a one-table family whose built-in-chain rules are all jumps into our chains gets a fresh
-// payload that differs from Payload only in creating its chains with -N; every other family gets none.
-func TestFreshPayload(t *testing.T) {
-	fresh := map[string]bool{
-		"defaults": true, "redirect-include-inbound-ports": true, "redirect-exclude-inbound-ports": true,
-		"inbound-none": true, "outbound-include-exclude-cidrs": true, "outbound-none": true,
-		"exclude-1000-cidrs": true, "outbound-ports": true, "loopback-include": true,
-	}
-	for _, c := range goldenCases() {
-		rs := buildCase(t, c)
-		for _, fr := range rs.Families {
-			p, ok := fr.FreshPayload()
-			if ok != fresh[c.name] {
-				t.Errorf("%s %s: fresh payload offered = %v, want %v", c.name, fr.Family, ok, fresh[c.name])
-				continue
-			}
-			if ok {
-				if got := freshAsPayload(p); got != rs.Payload(fr.Family) {
-					t.Errorf("%s %s: fresh payload is not Payload with -N declarations:\n%s", c.name, fr.Family, p)
-				}
-			}
-		}
-	}
-	absent, _ := buildCase(t, goldenCase{name: "defaults"}).Family(IPv6)
-	if _, ok := absent.FreshPayload(); ok {
-		t.Error("fresh payload offered for a family the ruleset does not have")
-	}
-}
-
-// freshAsPayload turns a fresh payload's "-N CHAIN" lines back into ":CHAIN - [0:0]" declarations.
-func freshAsPayload(p string) string {
-	var b strings.Builder
-	for _, l := range strings.SplitAfter(p, "\n") {
-		if ch, ok := strings.CutPrefix(l, "-N "); ok {
-			l = ":" + strings.TrimSuffix(ch, "\n") + " - [0:0]\n"
-		}
-		b.WriteString(l)
-	}
-	return b.String()
-}
-
 // tagOracle is the tag's grammar as a regular expression, the reference tagOwner's scanner is checked against.
 var tagOracle = regexp.MustCompile(`(?:^| )-m comment --comment (?:"` + regexp.QuoteMeta(TagPrefix) +
 	`([A-Za-z0-9._-]+)"|` + regexp.QuoteMeta(TagPrefix) + `([A-Za-z0-9._-]+))(?: |$)`)
