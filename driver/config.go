@@ -7,6 +7,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/istio-sidecar/istio-sidecar/driver/interception"
+	"github.com/istio-sidecar/istio-sidecar/driver/istio"
 	"github.com/istio-sidecar/istio-sidecar/driver/proxy"
 	"github.com/istio-sidecar/istio-sidecar/driver/rules"
 )
@@ -54,13 +56,18 @@ type settings struct {
 	driftInterval    time.Duration
 }
 
+// trackerSettings are what the interception tracker acts on.
+func (s *settings) trackerSettings() interception.Settings {
+	return interception.Settings{StateDir: s.StateDir, Grace: s.gracePeriod}
+}
+
 func defaultConfig() Config {
 	return Config{
 		PilotAgentPath:          defaultPilotAgentPath,
 		EnvoyPath:               defaultEnvoyPath,
 		BootstrapTemplatePath:   defaultBootstrapTemplate,
-		ProxyUID:                1337,
-		ProxyGID:                1337,
+		ProxyUID:                istio.ProxyUID,
+		ProxyGID:                istio.ProxyGID,
 		DiscoveryAddress:        defaultDiscoveryAddress,
 		TrustDomain:             "cluster.local",
 		ClusterID:               "Kubernetes",
@@ -76,56 +83,11 @@ func defaultConfig() Config {
 // validate checks every field and names the first bad one. It touches nothing on the host: Nomad calls
 // SetConfig on a throwaway instance too, and whether the binaries exist is the fingerprint's business.
 func (c Config) validate() (*settings, error) {
-	for _, p := range []struct{ field, path string }{
-		{"pilot_agent_path", c.PilotAgentPath},
-		{"envoy_path", c.EnvoyPath},
-		{"bootstrap_template_path", c.BootstrapTemplatePath},
-	} {
-		if !filepath.IsAbs(p.path) {
-			return nil, fmt.Errorf("%s: %q must be an absolute path", p.field, p.path)
-		}
-	}
-	if c.RootCertPath != "" && !filepath.IsAbs(c.RootCertPath) {
-		return nil, fmt.Errorf("root_cert_path: %q must be an absolute path on the host", c.RootCertPath)
-	}
-	if err := checkProxyID("proxy_uid", c.ProxyUID); err != nil {
+	if err := c.validateProxy(); err != nil {
 		return nil, err
 	}
-	if err := checkProxyID("proxy_gid", c.ProxyGID); err != nil {
+	if err := c.validateMesh(); err != nil {
 		return nil, err
-	}
-	if err := checkHostPort("discovery_address", c.DiscoveryAddress); err != nil {
-		return nil, err
-	}
-	if c.CAAddress != "" {
-		if err := checkHostPort("ca_address", c.CAAddress); err != nil {
-			return nil, err
-		}
-	}
-	if err := checkDNSName("trust_domain", c.TrustDomain); err != nil {
-		return nil, err
-	}
-	for _, f := range []struct{ field, v string }{
-		{"cluster_id", c.ClusterID}, {"mesh_id", c.MeshID}, {"network", c.Network},
-	} {
-		if err := checkToken(f.field, f.v); err != nil {
-			return nil, err
-		}
-	}
-	fleet, err := proxy.ParseProxyConfigYAML("proxy_config", c.ProxyConfig)
-	if err != nil {
-		return nil, err
-	}
-	// These always come from a typed setting, so a fleet value would be silently ignored.
-	for key, field := range map[string]string{"discoveryAddress": "discovery_address", "terminationDrainDuration": "each job's drain_duration"} {
-		if _, ok := fleet[key]; ok {
-			return nil, fmt.Errorf("proxy_config: %q is set by %s; set it there", key, field)
-		}
-	}
-	for i, p := range c.EnvPassthrough {
-		if !envPrefix.MatchString(p) {
-			return nil, fmt.Errorf("env_passthrough[%d]: %q must be a variable name prefix (letters, digits, '_')", i, p)
-		}
 	}
 	if !filepath.IsAbs(c.StateDir) {
 		return nil, fmt.Errorf("state_dir: %q must be an absolute path", c.StateDir)
@@ -134,6 +96,7 @@ func (c Config) validate() (*settings, error) {
 		return nil, err
 	}
 	s := &settings{Config: c}
+	var err error
 	if s.readinessTimeout, err = positiveDuration("readiness_timeout", c.ReadinessTimeout); err != nil {
 		return nil, err
 	}
@@ -144,6 +107,62 @@ func (c Config) validate() (*settings, error) {
 		return nil, fmt.Errorf("drift_check_interval: %q must be a duration, such as 30s (0s turns the check off)", c.DriftCheckInterval)
 	}
 	return s, nil
+}
+
+// validateProxy checks what the proxy runs from and as: its binaries, the root certificate, its user.
+func (c Config) validateProxy() error {
+	for _, p := range []struct{ field, path string }{
+		{"pilot_agent_path", c.PilotAgentPath},
+		{"envoy_path", c.EnvoyPath},
+		{"bootstrap_template_path", c.BootstrapTemplatePath},
+	} {
+		if !filepath.IsAbs(p.path) {
+			return fmt.Errorf("%s: %q must be an absolute path", p.field, p.path)
+		}
+	}
+	if c.RootCertPath != "" && !filepath.IsAbs(c.RootCertPath) {
+		return fmt.Errorf("root_cert_path: %q must be an absolute path on the host", c.RootCertPath)
+	}
+	if err := checkProxyID("proxy_uid", c.ProxyUID); err != nil {
+		return err
+	}
+	return checkProxyID("proxy_gid", c.ProxyGID)
+}
+
+// validateMesh checks what the proxy is told: the control plane, the mesh's names, the fleet's ProxyConfig
+// and the environment that passes through.
+func (c Config) validateMesh() error {
+	if err := checkHostPort("discovery_address", c.DiscoveryAddress); err != nil {
+		return err
+	}
+	if c.CAAddress != "" {
+		if err := checkHostPort("ca_address", c.CAAddress); err != nil {
+			return err
+		}
+	}
+	if err := checkDNSName("trust_domain", c.TrustDomain); err != nil {
+		return err
+	}
+	for _, f := range []struct{ field, v string }{
+		{"cluster_id", c.ClusterID}, {"mesh_id", c.MeshID}, {"network", c.Network},
+	} {
+		if err := checkToken(f.field, f.v); err != nil {
+			return err
+		}
+	}
+	fleet, err := proxy.ParseProxyConfigYAML("proxy_config", c.ProxyConfig)
+	if err != nil {
+		return err
+	}
+	if err := checkTypedProxyConfig(fleet, true); err != nil {
+		return err
+	}
+	for i, p := range c.EnvPassthrough {
+		if !envPrefix.MatchString(p) {
+			return fmt.Errorf("env_passthrough[%d]: %q must be a variable name prefix (letters, digits, '_')", i, p)
+		}
+	}
+	return nil
 }
 
 // validateInterception parses the fleet's interception defaults on their own; the namespace they will meet

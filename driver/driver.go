@@ -14,6 +14,8 @@ import (
 	"github.com/hashicorp/nomad/plugins/base"
 	"github.com/hashicorp/nomad/plugins/drivers"
 	"github.com/hashicorp/nomad/plugins/shared/hclspec"
+
+	"github.com/istio-sidecar/istio-sidecar/driver/interception"
 )
 
 // Driver runs Istio's pilot-agent (which starts and supervises Envoy) as a Nomad task.
@@ -27,7 +29,8 @@ type Driver struct {
 	nomadConfig *base.ClientDriverConfig
 	probes      probes
 
-	allocs        *allocTracker
+	// allocs holds each allocation's interception across its sidecar's restarts.
+	allocs        *interception.Tracker
 	reconcileOnce sync.Once
 	// self is the plugin binary, re-executed as the run-as shim.
 	self string
@@ -52,7 +55,7 @@ func New(ctx context.Context, logger hclog.Logger) *Driver {
 		tasks:    newTaskStore(),
 		settings: s,
 		probes:   hostProbes(),
-		allocs:   newAllocTracker(),
+		allocs:   interception.New(logger, nil, s.trackerSettings()),
 	}
 }
 
@@ -73,13 +76,19 @@ func (d *Driver) SetConfig(cfg *base.Config) error {
 	if err != nil {
 		return fmt.Errorf("%s plugin config: %w", PluginName, err)
 	}
-	d.settings = s
+	d.configure(s)
 	if cfg.AgentConfig != nil {
 		// Only the instance Nomad keeps gets the agent config; the throwaway one must not sweep anything.
 		d.nomadConfig = cfg.AgentConfig.Driver
-		d.reconcileOnce.Do(func() { go d.reconcile() })
+		d.reconcileOnce.Do(func() { go d.allocs.Reconcile(d.ctx) })
 	}
 	return nil
+}
+
+// configure puts validated settings in force.
+func (d *Driver) configure(s *settings) {
+	d.settings = s
+	d.allocs.Configure(s.trackerSettings())
 }
 
 func (d *Driver) TaskConfigSchema() (*hclspec.Spec, error) { return taskConfigSpec, nil }

@@ -11,6 +11,8 @@ import (
 	plugin "github.com/hashicorp/go-plugin"
 	"github.com/hashicorp/nomad/drivers/shared/executor"
 	"github.com/hashicorp/nomad/plugins/drivers"
+
+	"github.com/istio-sidecar/istio-sidecar/driver/interception"
 )
 
 // errEnvoyExited is the exit result when pilot-agent ends on its own with status 0: it does that when Envoy
@@ -33,6 +35,8 @@ type taskHandle struct {
 	// so that the drift watcher ends.
 	stopOnce sync.Once
 	stopCh   chan struct{}
+	// lease is this start's (or recovery's) claim on the allocation's interception.
+	lease *interception.Lease
 	// onExit runs once the proxy has exited and its state is recorded.
 	onExit func()
 

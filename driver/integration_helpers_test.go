@@ -213,13 +213,16 @@ func taskLogs(cfg *drivers.TaskConfig) string {
 	return b.String()
 }
 
-// start starts the task and fails the test, with the task's logs, when it does not start.
+// start starts the task and fails the test, with the task's logs, when it does not start. The task is
+// destroyed when the test ends, as Nomad destroys every task after its exit: a task that exited on its own
+// keeps its executor, which would outlive the test (and hold whatever descriptors it inherited).
 func (td testDriver) start(t *testing.T, cfg *drivers.TaskConfig) *drivers.TaskHandle {
 	t.Helper()
 	handle, _, err := td.StartTask(cfg)
 	if err != nil {
 		t.Fatalf("StartTask: %v\n%s", err, taskLogs(cfg))
 	}
+	t.Cleanup(func() { _ = td.DestroyTask(cfg.ID, true) })
 	return handle
 }
 

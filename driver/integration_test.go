@@ -93,24 +93,7 @@ func TestStartTask_ReadyThenStop(t *testing.T) {
 		t.Fatalf("InspectTask: %+v %v", status, err)
 	}
 	taskDir := cfg.TaskDir().Dir
-	pids := procsIn(taskDir)
-	if len(pids) != 2 {
-		t.Fatalf("want pilot-agent and Envoy in %s, found pids %v", taskDir, pids)
-	}
-	for _, pid := range pids {
-		if uid := strings.Fields(procField(pid, "Uid:")); len(uid) == 0 || uid[1] != "1337" {
-			t.Errorf("%s (pid %d) runs with UIDs %v, want the proxy user 1337", procExe(pid), pid, uid)
-		}
-		// Nomad 1.6.3's executor would leave root's group 0 among the supplementary groups.
-		if groups := procField(pid, "Groups:"); groups != "" {
-			t.Errorf("%s (pid %d) has supplementary groups %q, want none", procExe(pid), pid, groups)
-		}
-	}
-	assertProxyOnlySecret(t, filepath.Join(taskDir, proxy.RootCertPath))
-	// pilot-agent applies a proxy.istio.io/config annotation from its cwd over PROXY_CONFIG: the driver owns it.
-	if fi, err := os.Stat(filepath.Join(taskDir, "etc/istio/pod/annotations")); err != nil || fi.Size() != 0 || fileOwner(fi) != 0 {
-		t.Errorf("etc/istio/pod/annotations must exist, empty and root's: %v %v", fi, err)
-	}
+	assertProxyRunsAsTheProxyUser(t, taskDir)
 
 	if err := td.StopTask(cfg.ID, 10*time.Second, ""); err != nil {
 		t.Fatalf("StopTask: %v", err)
@@ -133,6 +116,30 @@ func TestStartTask_ReadyThenStop(t *testing.T) {
 	}
 	if err := td.DestroyTask(cfg.ID, true); err != nil {
 		t.Fatalf("DestroyTask: %v", err)
+	}
+}
+
+// assertProxyRunsAsTheProxyUser checks pilot-agent and Envoy run as the proxy user with no supplementary
+// group, and that the files the driver owns in their tree are the proxy's or root's as they must be.
+func assertProxyRunsAsTheProxyUser(t *testing.T, taskDir string) {
+	t.Helper()
+	pids := procsIn(taskDir)
+	if len(pids) != 2 {
+		t.Fatalf("want pilot-agent and Envoy in %s, found pids %v", taskDir, pids)
+	}
+	for _, pid := range pids {
+		if uid := strings.Fields(procField(pid, "Uid:")); len(uid) == 0 || uid[1] != "1337" {
+			t.Errorf("%s (pid %d) runs with UIDs %v, want the proxy user 1337", procExe(pid), pid, uid)
+		}
+		// Nomad 1.6.3's executor would leave root's group 0 among the supplementary groups.
+		if groups := procField(pid, "Groups:"); groups != "" {
+			t.Errorf("%s (pid %d) has supplementary groups %q, want none", procExe(pid), pid, groups)
+		}
+	}
+	assertProxyOnlySecret(t, filepath.Join(taskDir, proxy.RootCertPath))
+	// pilot-agent applies a proxy.istio.io/config annotation from its cwd over PROXY_CONFIG: the driver owns it.
+	if fi, err := os.Stat(filepath.Join(taskDir, "etc/istio/pod/annotations")); err != nil || fi.Size() != 0 || fileOwner(fi) != 0 {
+		t.Errorf("etc/istio/pod/annotations must exist, empty and root's: %v %v", fi, err)
 	}
 }
 

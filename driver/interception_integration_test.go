@@ -163,6 +163,7 @@ func TestInterception_SurvivesACrashThenGoesAfterTheGracePeriod(t *testing.T) {
 	if _, _, err := td.StartTask(&restart); err != nil {
 		t.Fatalf("restart: %v", err)
 	}
+	t.Cleanup(func() { _ = td.DestroyTask(restart.ID, true) })
 	waitFor(t, 5*time.Second, "the already-in-place event", func() bool {
 		return ev.contains("rules already in place")
 	})

@@ -81,7 +81,7 @@ func TestRuleset_BadInterceptionFieldNamesKeyAndValue(t *testing.T) {
 		{rules.Spec{ExcludeInterfaces: []string{"eth0; iptables -F"}}, `exclude_interfaces[0]`},
 		{rules.Spec{InterceptionMode: "tproxy"}, `interception_mode: "tproxy"`},
 	} {
-		_, err := d.ruleset("5f0c7a0e-1d2b-4c3a-8e9f-0a1b2c3d4e5f", interceptionInputs{Spec: tc.spec})
+		_, err := interceptionInputs{Spec: tc.spec}.ruleset(d.settings, "5f0c7a0e-1d2b-4c3a-8e9f-0a1b2c3d4e5f")
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: got %v, want %q", tc.spec, err, tc.want)
 		}
@@ -92,10 +92,11 @@ func TestRuleset_BadInterceptionFieldNamesKeyAndValue(t *testing.T) {
 func TestInterceptionSpec_TProxyIsForGroupModeOnly(t *testing.T) {
 	d := New(t.Context(), testLogger(t))
 	tc := TaskConfig{Spec: rules.Spec{InterceptionMode: "TPROXY"}}
-	if _, err := d.interceptionSpec(tc, true); err == nil || !strings.Contains(err.Error(), `interception_mode: "TPROXY" is for bridge and CNI networking only`) {
+	if _, err := planInterception(d.settings, tc, placement{host: true}); err == nil || !strings.Contains(err.Error(), `interception_mode: "TPROXY" is for bridge and CNI networking only`) {
 		t.Fatalf("host mode: got %v", err)
 	}
-	spec, err := d.interceptionSpec(tc, false)
+	plan, err := planInterception(d.settings, tc, placement{netns: "/var/run/netns/group"})
+	spec := plan.spec
 	if err != nil || strings.Join(proxyCaps(spec), ",") != "net_raw" {
 		t.Fatalf("group mode: %v %v", proxyCaps(spec), err)
 	}

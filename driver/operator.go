@@ -6,7 +6,6 @@ import (
 
 	"github.com/hashicorp/nomad/plugins/drivers"
 
-	"github.com/istio-sidecar/istio-sidecar/driver/netfilter"
 	"github.com/istio-sidecar/istio-sidecar/driver/rules"
 )
 
@@ -36,7 +35,7 @@ func (e *ConfigError) Unwrap() error { return e.Err }
 
 // OperatorRuleset builds the ruleset StartTask would apply for a task whose config {} block has the given
 // body, with the plugin's default settings. It runs the driver's own steps (schema and defaults, decoding,
-// validation, the interception inputs, the ruleset), so the CLI and the driver cannot disagree.
+// validation, the interception plan and inputs, the ruleset), so the CLI and the driver cannot disagree.
 //
 // With neither NetnsPath nor Host, nothing is inspected: the task is taken to run in a group namespace with
 // IPv4 only, and /etc/resolv.conf is read only when DNS capture is on.
@@ -51,40 +50,26 @@ func OperatorRuleset(body string, opts OperatorOptions) (rules.Ruleset, error) {
 	if err != nil {
 		return rules.Ruleset{}, fmt.Errorf("the default plugin config is invalid: %w", err)
 	}
-	// interceptionFor and ruleset only read the settings; a Driver without eventer or tasks is enough.
-	d := &Driver{settings: s}
 	cfg := &drivers.TaskConfig{AllocID: opts.AllocID}
-	if opts.NetnsPath != "" {
-		cfg.NetworkIsolation = &drivers.NetworkIsolationSpec{Mode: drivers.NetIsolationModeGroup, Path: opts.NetnsPath}
-	}
 	if err := EncodeTaskConfigHCL(body, cfg); err != nil {
 		return rules.Ruleset{}, &ConfigError{err}
 	}
-	var tc TaskConfig
-	if err := cfg.DecodeDriverConfig(&tc); err != nil {
-		return rules.Ruleset{}, &ConfigError{fmt.Errorf("decoding the %s task config: %w", PluginName, err)}
-	}
-	if _, err := tc.validate(d.settings); err != nil {
-		return rules.Ruleset{}, &ConfigError{err}
-	}
-	spec, err := d.interceptionSpec(tc, opts.Host)
+	tc, err := decodeTaskConfig(cfg)
 	if err != nil {
 		return rules.Ruleset{}, &ConfigError{err}
 	}
-	var in interceptionInputs
-	if opts.Host || opts.NetnsPath != "" {
-		if in, err = inspectNamespace(opts.NetnsPath, spec, nil); err != nil {
-			return rules.Ruleset{}, err
-		}
-	} else {
-		// No namespace to inspect: a group namespace with IPv4 only; resolv.conf is read for DNS capture alone.
-		var env rules.Env
-		if env.Nameservers, err = netfilter.Nameservers(dnsResolvConf(spec)); err != nil {
-			return rules.Ruleset{}, fmt.Errorf("DNS capture: %w", err)
-		}
-		in = inputs(spec, env)
+	if _, err := tc.validate(s); err != nil {
+		return rules.Ruleset{}, &ConfigError{err}
 	}
-	rs, err := d.ruleset(opts.AllocID, in)
+	plan, err := planInterception(s, tc, placement{netns: opts.NetnsPath, host: opts.Host})
+	if err != nil {
+		return rules.Ruleset{}, &ConfigError{err}
+	}
+	in, err := plan.inspect()
+	if err != nil {
+		return rules.Ruleset{}, err
+	}
+	rs, err := in.ruleset(s, opts.AllocID)
 	if err != nil {
 		return rules.Ruleset{}, &ConfigError{err}
 	}

@@ -18,37 +18,40 @@ func TestSweep_RemovesOrphansKeepsHeld(t *testing.T) {
 	integration(t)
 	netns := newNetns(t)
 	d := New(t.Context(), testLogger(t))
-	d.settings.StateDir = t.TempDir()
+	s := *d.settings
+	s.StateDir = t.TempDir()
+	d.configure(&s)
+	lock := filepath.Join(s.StateDir, "host-mode.lock")
 	const orphan, held = "11111111-2222-3333-4444-555555555555", "66666666-7777-8888-9999-000000000000"
 	for _, alloc := range []string{orphan, held} {
+		rs, err := interceptionInputs{}.ruleset(d.settings, alloc)
+		if err != nil {
+			t.Fatal(err)
+		}
 		// Two owners cannot share one namespace's chains, so each gets its own.
 		ns := netns
 		if alloc == held {
 			ns = newNetns(t)
-			d.allocs.hold(held, ns, false)
-		}
-		rs, err := d.ruleset(alloc, interceptionInputs{})
-		if err != nil {
-			t.Fatal(err)
+			d.allocs.Recover(held, ns, rs)
 		}
 		if _, err := netfilter.Apply(t.Context(), ns, rs); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _, _ = netfilter.Cleanup(t.Context(), ns, alloc) })
 	}
-	if err := newHostLock(d.settings.StateDir).acquire(orphan); err != nil {
+	if err := os.WriteFile(lock, []byte(orphan+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.sweep(netns); err != nil {
+	if err := d.allocs.Sweep(t.Context(), netns); err != nil {
 		t.Fatal(err)
 	}
 	if owners, _ := netfilter.Owners(t.Context(), netns); len(owners) != 0 {
 		t.Fatalf("orphaned rules left: %v", owners)
 	}
-	if owner, _ := newHostLock(d.settings.StateDir).owner(); owner != "" {
+	if owner, _ := os.ReadFile(lock); len(owner) != 0 {
 		t.Fatalf("orphaned host lock left, owned by %s", owner)
 	}
-	if !d.allocs.held(held) {
+	if !d.allocs.Held(held) {
 		t.Fatal("the sweep dropped an allocation the driver holds")
 	}
 }

@@ -25,7 +25,7 @@ func (d *Driver) RecoverTask(handle *drivers.TaskHandle) error {
 	if err != nil {
 		return fmt.Errorf("recovering task %s: reattach config: %w", handle.Config.ID, err)
 	}
-	rs, err := d.ruleset(st.TaskConfig.AllocID, st.Interception)
+	rs, err := st.Interception.ruleset(d.settings, st.TaskConfig.AllocID)
 	if err != nil {
 		return fmt.Errorf("recovering task %s: rebuilding its interception rules: %w", handle.Config.ID, err)
 	}
@@ -50,8 +50,8 @@ func (d *Driver) RecoverTask(handle *drivers.TaskHandle) error {
 		doneCh:       make(chan struct{}),
 		stopCh:       make(chan struct{}),
 	}
-	d.allocs.hold(st.TaskConfig.AllocID, st.NetnsPath, st.NetnsPath == "")
+	h.lease = d.allocs.Recover(st.TaskConfig.AllocID, st.NetnsPath, rs)
 	d.track(h)
-	go d.watchDrift(h, rs)
+	go d.watchDrift(h)
 	return nil
 }

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"time"
 
 	"github.com/hashicorp/nomad/drivers/shared/executor"
@@ -16,7 +15,8 @@ import (
 	"github.com/hashicorp/nomad/plugins/drivers"
 	pstructs "github.com/hashicorp/nomad/plugins/shared/structs"
 
-	"github.com/istio-sidecar/istio-sidecar/driver/netfilter"
+	"github.com/istio-sidecar/istio-sidecar/driver/interception"
+	"github.com/istio-sidecar/istio-sidecar/driver/istio"
 	"github.com/istio-sidecar/istio-sidecar/driver/proxy"
 	"github.com/istio-sidecar/istio-sidecar/driver/rules"
 	"github.com/istio-sidecar/istio-sidecar/driver/runas"
@@ -32,136 +32,138 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 	if _, ok := d.tasks.Get(cfg.ID); ok {
 		return nil, nil, fmt.Errorf("task %q is already started", cfg.ID)
 	}
-	var tc TaskConfig
-	if err := cfg.DecodeDriverConfig(&tc); err != nil {
-		return nil, nil, fmt.Errorf("decoding the %s task config: %w", PluginName, err)
-	}
-	// Everything is checked before anything is changed: a bad field leaves no rule, file or process.
-	t, err := tc.validate(d.settings)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s task config: %w", PluginName, err)
-	}
-	in, err := d.interceptionFor(cfg, tc)
+	p, err := d.planStart(cfg)
 	if err != nil {
 		return nil, nil, err
 	}
-	rs, err := d.ruleset(cfg.AllocID, in)
+	env, err := d.prepare(cfg, p)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s task config: %w", PluginName, err)
+		return nil, nil, err
 	}
-	if isHostMode(cfg) {
-		def := rules.StandardDefaults()
-		if err := checkHostModePorts(cfg, def.OutboundCapturePort, def.InboundCapturePort); err != nil {
-			return nil, nil, err
+	// The rules go in before pilot-agent starts, so the app's first connection is already captured.
+	lease, err := d.intercept(cfg, p)
+	if err != nil {
+		return nil, nil, err
+	}
+	h, err := d.launch(cfg, p, env)
+	if err != nil {
+		lease.Undo()
+		return nil, nil, err
+	}
+	h.lease = lease
+	handle, err := saveState(cfg, h, p)
+	if err != nil {
+		d.abort(h)
+		lease.Undo()
+		return nil, nil, err
+	}
+	d.track(h)
+	d.emit(cfg, "Proxy started: pilot-agent pid %d%s", h.pid, inNetns(h.netnsPath))
+
+	if p.task.HoldApplicationUntilProxyStarts {
+		if err := d.waitReady(cfg, h, p.task.readinessTimeout); err != nil {
+			h.markStopping() // this exit is ours, not Envoy dying
+			d.abort(h)
+			d.tasks.Delete(cfg.ID)
+			lease.Undo()
+			// Recoverable: a slow control plane or a proxy that crashed may well come up on the next attempt.
+			return nil, nil, structs.NewRecoverableError(err, true)
 		}
 	}
-	env, err := d.prepare(cfg, t, in.Spec)
-	if err != nil {
-		return nil, nil, err
-	}
+	go d.watchDrift(h)
+	return handle, nil, nil
+}
 
-	// The rules go in before pilot-agent starts, so the app's first connection is already captured.
-	undo, err := d.intercept(cfg, rs)
+// startPlan is what StartTask decides before it changes anything, so that a bad field leaves no rule, file or
+// process.
+type startPlan struct {
+	tc           TaskConfig
+	task         *taskSettings
+	interception interceptionPlan
+	inputs       interceptionInputs
+	rs           rules.Ruleset
+}
+
+// planStart checks both config blocks against the placement and reads the namespace the rules depend on.
+func (d *Driver) planStart(cfg *drivers.TaskConfig) (*startPlan, error) {
+	s := d.settings
+	tc, err := decodeTaskConfig(cfg)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	h, err := d.launch(cfg, tc, env, proxyCaps(in.Spec))
+	p := &startPlan{tc: tc}
+	if p.task, err = tc.validate(s); err != nil {
+		return nil, fmt.Errorf("%s task config: %w", PluginName, err)
+	}
+	if p.interception, err = planInterception(s, tc, placementOf(cfg)); err != nil {
+		return nil, err
+	}
+	if p.inputs, err = p.interception.inspect(); err != nil {
+		return nil, err
+	}
+	if p.rs, err = p.inputs.ruleset(s, cfg.AllocID); err != nil {
+		return nil, fmt.Errorf("%s task config: %w", PluginName, err)
+	}
+	if p.interception.host {
+		if err := checkHostModePorts(cfg, istio.OutboundCapturePort, istio.InboundCapturePort); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// decodeTaskConfig decodes the jobspec's config block as Nomad encoded it.
+func decodeTaskConfig(cfg *drivers.TaskConfig) (TaskConfig, error) {
+	var tc TaskConfig
+	if err := cfg.DecodeDriverConfig(&tc); err != nil {
+		return tc, fmt.Errorf("decoding the %s task config: %w", PluginName, err)
+	}
+	return tc, nil
+}
+
+// intercept takes the host lock in host mode and applies the ruleset, with a task event per family. The
+// lease's Undo gives back what this start took if a later step fails.
+func (d *Driver) intercept(cfg *drivers.TaskConfig, p *startPlan) (*interception.Lease, error) {
+	lease, reports, err := d.allocs.Acquire(d.ctx, cfg.AllocID, p.interception.netns, p.rs)
 	if err != nil {
-		undo()
-		return nil, nil, err
+		return nil, structs.NewRecoverableError(err, true)
 	}
+	for _, r := range reports {
+		d.emit(cfg, "%s", r.String())
+	}
+	return lease, nil
+}
+
+// saveState is what a restarted plugin recovers the task from.
+func saveState(cfg *drivers.TaskConfig, h *taskHandle, p *startPlan) (*drivers.TaskHandle, error) {
 	handle := drivers.NewTaskHandle(taskHandleVersion)
 	handle.Config = cfg
 	if err := handle.SetDriverState(&TaskState{
 		ReattachConfig: pstructs.ReattachConfigFromGoPlugin(h.pluginClient.ReattachConfig()),
 		TaskConfig:     cfg,
-		Config:         tc,
-		Interception:   in,
+		Config:         p.tc,
+		Interception:   p.inputs,
 		NetnsPath:      h.netnsPath,
 		Pid:            h.pid,
 		StartedAt:      h.startedAt,
 	}); err != nil {
-		d.abort(h)
-		undo()
-		return nil, nil, fmt.Errorf("saving the driver state: %w", err)
+		return nil, fmt.Errorf("saving the driver state: %w", err)
 	}
-	d.track(h)
-	d.emit(cfg, "Proxy started: pilot-agent pid %d%s", h.pid, inNetns(h.netnsPath))
-
-	if t.HoldApplicationUntilProxyStarts {
-		if err := d.waitReady(cfg, h, t.readinessTimeout); err != nil {
-			h.markStopping() // this exit is ours, not Envoy dying
-			d.abort(h)
-			d.tasks.Delete(cfg.ID)
-			undo()
-			// Recoverable: a slow control plane or a proxy that crashed may well come up on the next attempt.
-			return nil, nil, structs.NewRecoverableError(err, true)
-		}
-	}
-	go d.watchDrift(h, rs)
-	return handle, nil, nil
-}
-
-// intercept takes the host lock in host mode and applies the ruleset. The returned undo
-// releases what this start took when a later step fails; a restart's rules, which the app relies on while
-// the sidecar is down, are kept and released after the grace period instead, unless a retry claims them.
-func (d *Driver) intercept(cfg *drivers.TaskConfig, rs rules.Ruleset) (undo func(), err error) {
-	netns, host, allocID := netnsOf(cfg), isHostMode(cfg), cfg.AllocID
-	unlock := d.allocs.lock(allocID)
-	defer unlock()
-	ctx, cancel := context.WithTimeout(d.ctx, time.Minute)
-	defer cancel()
-	// A start that fails gives back what it took: all of it if the allocation had nothing here before, but
-	// a restart's rules, which the app relies on while the sidecar is down, only after the grace period.
-	held := d.allocs.held(allocID)
-	if host {
-		if err := d.hostLock().acquire(allocID); err != nil {
-			// Recoverable, as every failure below: the xtables lock or another allocation's lock may clear.
-			return nil, structs.NewRecoverableError(err, true)
-		}
-	}
-	d.allocs.hold(allocID, netns, host)
-	found, err := d.applyRules(ctx, cfg, rs)
-	if err != nil {
-		// Apply leaves the namespace as it was, or says its undo failed; either way what is there now decides,
-		// and only this rare path needs to look. Its own deadline: Apply may have failed on running out of
-		// ctx's. A read that fails counts as finding the rules, which keeps them for the grace period.
-		rctx, rcancel := context.WithTimeout(d.ctx, 30*time.Second)
-		defer rcancel()
-		owners, oerr := netfilter.Owners(rctx, netns)
-		d.undoIntercept(allocID, oerr == nil && !slices.Contains(owners, allocID) && !held)
-		return nil, structs.NewRecoverableError(err, true)
-	}
-	fresh := !found && !held
-	return func() {
-		unlock := d.allocs.lock(allocID)
-		defer unlock()
-		d.undoIntercept(allocID, fresh)
-	}, nil
-}
-
-// undoIntercept gives back what a failed start took; the caller holds the allocation's lock.
-func (d *Driver) undoIntercept(allocID string, fresh bool) {
-	if fresh {
-		d.releaseNowLocked(allocID)
-	} else {
-		d.releaseLater(allocID, d.settings.gracePeriod)
-	}
+	return handle, nil
 }
 
 // track makes a launched proxy known to the driver and watches for its exit.
 func (d *Driver) track(h *taskHandle) {
-	allocID := h.taskConfig.AllocID
 	// Any exit may be followed by a restart, so the rules stay for the grace period. A stop Nomad asked for
 	// releases them at once in StopTask; this is the safety net if that path fails.
-	h.onExit = func() { d.releaseLater(allocID, d.settings.gracePeriod) }
+	h.onExit = h.lease.ReleaseLater
 	d.tasks.Set(h.taskConfig.ID, h)
 	go h.run()
 }
 
 // prepare checks the proxy's secrets and lays out its working tree, returning its environment.
-func (d *Driver) prepare(cfg *drivers.TaskConfig, t *taskSettings, spec rules.Spec) ([]string, error) {
-	s := d.settings
+func (d *Driver) prepare(cfg *drivers.TaskConfig, p *startPlan) ([]string, error) {
+	s, t := d.settings, p.task
 	taskDir := cfg.TaskDir().Dir
 	rootCert, err := d.rootCert(taskDir, t.RootCertPath)
 	if err != nil {
@@ -181,15 +183,11 @@ func (d *Driver) prepare(cfg *drivers.TaskConfig, t *taskSettings, spec rules.Sp
 	if err := layout.Prepare(); err != nil {
 		return nil, fmt.Errorf("laying out pilot-agent's working tree: %w", err)
 	}
-	mode := rules.ModeRedirect
-	if isTProxy(spec) {
-		mode = rules.ModeTProxy
-	}
-	vars, err := proxyEnvironment(cfg, s, t, mode)
+	vars, err := proxyEnvironment(cfg, s, t, p.interception.mode())
 	if err != nil {
 		return nil, err
 	}
-	if spec.DNSCapture {
+	if p.interception.spec.DNSCapture {
 		// pilot-agent's DNS proxy on 15053 answers what the rules redirect there.
 		vars["ISTIO_META_DNS_CAPTURE"] = "true"
 	}
@@ -215,7 +213,7 @@ func (d *Driver) rootCert(taskDir, rel string) ([]byte, error) {
 }
 
 // launch starts pilot-agent under a new executor.
-func (d *Driver) launch(cfg *drivers.TaskConfig, tc TaskConfig, env []string, caps []string) (*taskHandle, error) {
+func (d *Driver) launch(cfg *drivers.TaskConfig, p *startPlan, env []string) (*taskHandle, error) {
 	s := d.settings
 	logger := d.logger.With("alloc_id", cfg.AllocID, "task", cfg.Name)
 	exec, client, err := executor.CreateExecutor(logger, d.nomadConfig, &executor.ExecutorConfig{
@@ -227,7 +225,8 @@ func (d *Driver) launch(cfg *drivers.TaskConfig, tc TaskConfig, env []string, ca
 	}
 	// Started as root through the run-as shim, which drops to the proxy user with no supplementary group;
 	// the executor's own User switch would leave root's group on the proxy (Nomad 1.6.3).
-	argv := runas.Argv(d.self, s.ProxyUID, s.ProxyGID, caps, append([]string{s.PilotAgentPath}, proxy.Args(tc.LogLevel, s.BootstrapTemplatePath)...))
+	argv := runas.Argv(d.self, s.ProxyUID, s.ProxyGID, proxyCaps(p.interception.spec),
+		append([]string{s.PilotAgentPath}, proxy.Args(p.tc.LogLevel, s.BootstrapTemplatePath)...))
 	ps, err := exec.Launch(&executor.ExecCommand{
 		Cmd:                argv[0],
 		Args:               argv[1:],
@@ -247,8 +246,8 @@ func (d *Driver) launch(cfg *drivers.TaskConfig, tc TaskConfig, env []string, ca
 		pluginClient: client,
 		logger:       logger,
 		taskConfig:   cfg,
-		config:       tc,
-		netnsPath:    netnsOf(cfg),
+		config:       p.tc,
+		netnsPath:    p.interception.netns,
 		pid:          ps.Pid,
 		startedAt:    time.Now().Round(time.Millisecond),
 		procState:    drivers.TaskStateRunning,

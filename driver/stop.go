@@ -60,7 +60,7 @@ func (d *Driver) StopTask(taskID string, timeout time.Duration, signal string) e
 	}
 	h.markStopping()
 	defer func() {
-		if removed, ok := d.releaseNow(h.taskConfig.AllocID); ok {
+		if removed, ok := h.lease.ReleaseNow(); ok {
 			d.emit(h.taskConfig, "iptables: %d interception rules removed", removed)
 		}
 	}()

@@ -98,19 +98,34 @@ func (c TaskConfig) validate(s *settings) (*taskSettings, error) {
 	if t.proxyConfig, err = proxy.ParseProxyConfigYAML("proxy_config", c.ProxyConfig); err != nil {
 		return nil, err
 	}
-	for key, field := range typedProxyConfigFields {
-		if _, ok := t.proxyConfig[key]; ok {
-			return nil, fmt.Errorf("proxy_config: %q is set by the %s field; set it there only", key, field)
-		}
+	if err := checkTypedProxyConfig(t.proxyConfig, false); err != nil {
+		return nil, err
 	}
 	return t, nil
 }
 
-// typedProxyConfigFields are ProxyConfig keys that have a typed task field; setting both is ambiguous.
-var typedProxyConfigFields = map[string]string{
-	"discoveryAddress":         "discovery_address",
-	"concurrency":              "concurrency",
-	"terminationDrainDuration": "drain_duration",
+// typedProxyConfigFields are the ProxyConfig fields a typed setting decides, and that setting, as a job and
+// as the fleet see it. In a job's proxy_config such a field would be ambiguous; in the fleet's it would be
+// silently overridden, except concurrency, which reaches Envoy when a job leaves its own at 0.
+var typedProxyConfigFields = []struct{ key, job, fleet string }{
+	{"discoveryAddress", "the discovery_address field", "discovery_address"},
+	{"concurrency", "the concurrency field", ""},
+	{"terminationDrainDuration", "the drain_duration field", "each job's drain_duration"},
+}
+
+// checkTypedProxyConfig refuses, in a job's (or with fleet, the plugin's) proxy_config, a field that a typed
+// setting decides.
+func checkTypedProxyConfig(pc map[string]any, fleet bool) error {
+	for _, f := range typedProxyConfigFields {
+		by := f.job
+		if fleet {
+			by = f.fleet
+		}
+		if _, set := pc[f.key]; set && by != "" {
+			return fmt.Errorf("proxy_config: %q is set by %s; set it there only", f.key, by)
+		}
+	}
+	return nil
 }
 
 func checkLabels(labels map[string]string) error {

@@ -6,45 +6,21 @@ import (
 
 	"github.com/hashicorp/nomad/plugins/drivers"
 
+	"github.com/istio-sidecar/istio-sidecar/driver/istio"
 	"github.com/istio-sidecar/istio-sidecar/driver/proxy"
 	"github.com/istio-sidecar/istio-sidecar/driver/rules"
 )
 
 // proxyEnvironment maps the allocation and the two config blocks onto pilot-agent's environment.
 func proxyEnvironment(cfg *drivers.TaskConfig, s *settings, t *taskSettings, mode rules.Mode) (map[string]string, error) {
-	discovery := s.DiscoveryAddress
-	if t.DiscoveryAddress != "" {
-		discovery = t.DiscoveryAddress
-	}
 	ca := s.CAAddress
 	if t.CAAddress != "" {
 		ca = t.CAAddress
 	}
-	typed := map[string]any{
-		"discoveryAddress":         discovery,
-		"terminationDrainDuration": t.drain.String(),
-	}
-	if t.Concurrency > 0 {
-		typed["concurrency"] = t.Concurrency
-	}
-	pc, err := proxy.ProxyConfigLayers{
-		Fleet:    s.ProxyConfig,
-		Workload: t.ProxyConfig,
-		Typed:    typed,
-		Owned: map[string]any{
-			"binaryPath": s.EnvoyPath,
-			// Relative to pilot-agent's working directory, the task dir, as Istio's own default is: the XDS and
-			// SDS unix sockets live under it, and an absolute path under a deep task dir overflows the 107-byte
-			// limit of a socket address.
-			"configPath":     "./" + proxy.ConfigDir,
-			"proxyAdminPort": proxy.AdminPort,
-			"statusPort":     proxy.StatusPort,
-		},
-	}.Merge()
+	pc, err := proxyConfig(s, t)
 	if err != nil {
 		return nil, err
 	}
-
 	namespace := t.Namespace
 	if namespace == "" {
 		namespace = dnsLabel(cfg.Namespace, "default")
@@ -86,6 +62,36 @@ func proxyEnvironment(cfg *drivers.TaskConfig, s *settings, t *taskSettings, mod
 		env["EXIT_ON_ZERO_ACTIVE_CONNECTIONS"] = "true"
 	}
 	return env, nil
+}
+
+// proxyConfig is the PROXY_CONFIG document: the fleet's proxy_config, then the job's, then the typed
+// settings, then what the driver owns.
+func proxyConfig(s *settings, t *taskSettings) (string, error) {
+	discovery := s.DiscoveryAddress
+	if t.DiscoveryAddress != "" {
+		discovery = t.DiscoveryAddress
+	}
+	typed := map[string]any{
+		"discoveryAddress":         discovery,
+		"terminationDrainDuration": t.drain.String(),
+	}
+	if t.Concurrency > 0 {
+		typed["concurrency"] = t.Concurrency
+	}
+	return proxy.ProxyConfigLayers{
+		Fleet:    s.ProxyConfig,
+		Workload: t.ProxyConfig,
+		Typed:    typed,
+		Owned: map[string]any{
+			"binaryPath": s.EnvoyPath,
+			// Relative to pilot-agent's working directory, the task dir, as Istio's own default is: the XDS and
+			// SDS unix sockets live under it, and an absolute path under a deep task dir overflows the 107-byte
+			// limit of a socket address.
+			"configPath":     "./" + proxy.ConfigDir,
+			"proxyAdminPort": istio.AdminPort,
+			"statusPort":     istio.StatusPort,
+		},
+	}.Merge()
 }
 
 // podName is unique per allocation and a valid DNS label, as Istio expects of a pod name: it names the

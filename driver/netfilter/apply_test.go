@@ -122,15 +122,21 @@ func TestFailedRestoreLeavesNothing(t *testing.T) {
 		t.Errorf("failed restore changed state:\n%s", after)
 	}
 
-	// Break only the IPv6 family: an IPv4 prefix in an IPv6 rule.
-	v6 := &rs.Families[1].Tables[0]
-	v6.Rules = append(v6.Rules, rules.Rule{Chain: rules.ChainIstioOutput, Dst: rules.AddrMatch{Prefix: netip.MustParsePrefix("10.0.0.0/8")}, Target: rules.Return})
+	// Break only the IPv6 family: IPv4 prefixes in IPv6 rules.
+	rs.Families[1] = asFamily(rs.Families[0], rules.IPv6)
 	if _, err := Apply(ctx, path, rs); err == nil {
 		t.Fatal("apply with a broken IPv6 family succeeded")
 	}
 	if after := saveAll(t, name, NFTables); after != before {
 		t.Errorf("IPv4 not undone after IPv6 failed:\n%s", after)
 	}
+}
+
+// asFamily files a family's rules under family f. Their addresses are of the other family, which
+// iptables-restore refuses: that family's transaction fails whole.
+func asFamily(fr rules.FamilyRules, f rules.Family) rules.FamilyRules {
+	fr.Family = f
+	return fr
 }
 
 func TestCleanupNamespaceGone(t *testing.T) {
@@ -196,86 +202,9 @@ func TestLegacyInUse(t *testing.T) {
 	}
 }
 
-// TestApplyFresh exercises the path most starts take (default rules, nothing of ours yet) on each backend: the
-// -N payload installs without a read, an existing chain of ours makes it fail whole so that the reading path
-// takes over (re-apply, a changed ruleset, drift that removed everything), and cleanup leaves the prior state.
-func TestApplyFresh(t *testing.T) {
-	requireRoot(t)
-	for _, backend := range []BackendName{NFTables, Legacy} {
-		t.Run(string(backend), func(t *testing.T) {
-			ctx := testCtx(t)
-			name, path := newNS(t)
-			addForeign(t, name, map[BackendName]string{NFTables: "nft", Legacy: "legacy"}[backend])
-			before := saveAll(t, name, backend)
-			rs := build(t, rules.Spec{}, rules.Env{}, allocA)
-			fresh, ok := rs.FreshPayload(rules.IPv4)
-			if !ok {
-				t.Fatal("default rules get no fresh payload")
-			}
-			b, err := Detect(ctx, path)
-			mustf(t, err, "detect")
-
-			reps, err := Apply(ctx, path, rs)
-			mustf(t, err, "fresh apply")
-			if len(reps) != 1 || !reps[0].Changed || reps[0].Found || !reps[0].Fresh || reps[0].Backend != backend {
-				t.Fatalf("reports %+v", reps)
-			}
-			mustf(t, Verify(ctx, path, rs), "verify fresh apply")
-			applied := saveAll(t, name, backend)
-			if withoutOurs(applied) != before {
-				t.Errorf("foreign rules changed by the fresh apply:\n%s", applied)
-			}
-
-			// With our chains present the fresh transaction must change nothing at all.
-			if err := restore(ctx, path, b, rules.IPv4, fresh); err == nil {
-				t.Fatal("fresh payload restored over existing chains")
-			}
-			if now := saveAll(t, name, backend); now != applied {
-				t.Errorf("failed fresh restore changed the namespace:\n%s", now)
-			}
-			reps, err = Apply(ctx, path, rs)
-			mustf(t, err, "re-apply")
-			if reps[0].Changed || !reps[0].Found {
-				t.Errorf("re-apply changed something, or did not find our rules: %+v", reps)
-			}
-			changed := build(t, rules.Spec{ExcludeOutboundPorts: []string{"5432"}}, rules.Env{}, allocA)
-			_, err = Apply(ctx, path, changed)
-			mustf(t, err, "apply a changed ruleset over ours")
-			mustf(t, Verify(ctx, path, changed), "verify changed ruleset")
-
-			// Drift that took everything away behind the driver's back: not known clean, so the reading path
-			// puts it back.
-			if n, err := removeTagged(ctx, path, b); err != nil || n == 0 {
-				t.Fatalf("removing our rules by hand: %d, %v", n, err)
-			}
-			reps, err = Apply(ctx, path, changed)
-			mustf(t, err, "apply after everything was removed")
-			if !reps[0].Changed || reps[0].Found || reps[0].Fresh {
-				t.Errorf("apply after removal: %+v, want changed by the reading path, nothing of ours found", reps)
-			}
-			mustf(t, Verify(ctx, path, changed), "verify after re-install")
-
-			_, err = Cleanup(ctx, path, allocA)
-			mustf(t, err, "cleanup")
-			if after := saveAll(t, name, backend); after != before {
-				t.Errorf("cleanup did not restore the prior state:\n--- before\n%s\n--- after\n%s", before, after)
-			}
-			// A cleanup that read everything and left nothing tagged makes the next install fresh again.
-			reps, err = Apply(ctx, path, rs)
-			mustf(t, err, "apply after cleanup")
-			if !reps[0].Fresh {
-				t.Errorf("apply after a complete cleanup read the namespace first: %+v", reps)
-			}
-			_, err = Cleanup(ctx, path, allocA)
-			mustf(t, err, "second cleanup")
-		})
-	}
-}
-
-// TestApplyFreshNotOverLeftovers: tagged rules left in a table the fresh payload does not write (a cleanup
-// that failed after its first table) keep Apply on the reading path: another allocation's make it refuse, our
-// own are replaced.
-func TestApplyFreshNotOverLeftovers(t *testing.T) {
+// TestApplyOverLeftovers: tagged rules left in a table the ruleset does not write (a cleanup that failed
+// after its first table) are seen: another allocation's make Apply refuse, our own are replaced.
+func TestApplyOverLeftovers(t *testing.T) {
 	requireRoot(t)
 	ctx := testCtx(t)
 	leftover := func(alloc string) string {
@@ -302,8 +231,8 @@ func TestApplyFreshNotOverLeftovers(t *testing.T) {
 	plant(ownName, allocA)
 	reps, err := Apply(ctx, own, rs)
 	mustf(t, err, "apply over our own leftover")
-	if reps[0].Fresh || !reps[0].Found {
-		t.Errorf("reports %+v: want the reading path, finding our leftover", reps)
+	if !reps[0].Found {
+		t.Errorf("reports %+v: want our leftover found", reps)
 	}
 	mustf(t, Verify(ctx, own, rs), "verify after replacing our leftover")
 }
@@ -317,13 +246,4 @@ func TestOwnersCutShortIsAnError(t *testing.T) {
 	if owners, err := Owners(ctx, path); err == nil {
 		t.Fatalf("Owners with a cancelled context: %v and no error", owners)
 	}
-}
-
-// removeTagged plays someone flushing our rules by hand: it removes every rule of allocA and our chains.
-func removeTagged(ctx context.Context, path string, b Backend) (int, error) {
-	st, err := readState(ctx, path, b, rules.IPv4, rules.Owner{AllocID: allocA})
-	if err != nil {
-		return 0, err
-	}
-	return len(st.present.Rules), restore(ctx, path, b, rules.IPv4, rules.CleanupPayload(st.present))
 }

@@ -94,21 +94,13 @@ func installedBackends(ctx context.Context) []Backend {
 	return out
 }
 
-// detector caches one detection per namespace (path plus inode, so a recreated namespace is detected again),
-// and whether the namespace is known to hold none of anyone's tagged rules (see fresh.go).
+// detector caches one detection per namespace (path plus inode, so a recreated namespace is detected again).
 type detector struct {
 	mu    sync.Mutex
-	cache map[string]*nsInfo
+	cache map[string]Backend
 }
 
-type nsInfo struct {
-	backend Backend
-	// clean: the last full read of the namespace (detection, or a Cleanup that read every backend and family
-	// and removed all it found) saw no tagged rule of any allocation, and no Apply has run since.
-	clean bool
-}
-
-var defaultDetector = &detector{cache: map[string]*nsInfo{}}
+var defaultDetector = &detector{cache: map[string]Backend{}}
 
 func nsKey(nsPath string) string {
 	if nsPath == "" {
@@ -124,64 +116,39 @@ func nsKey(nsPath string) string {
 // Detect picks the backend for a namespace as Istio and Kuma do: the flavour that already holds rules there
 // wins (legacy only when it alone does); otherwise the flavour the system's `iptables` is.
 func Detect(ctx context.Context, nsPath string) (Backend, error) {
-	info, err := defaultDetector.detect(ctx, nsPath)
+	return defaultDetector.detect(ctx, nsPath)
+}
+
+func (d *detector) detect(ctx context.Context, nsPath string) (Backend, error) {
+	key := nsKey(nsPath)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if b, ok := d.cache[key]; ok {
+		return b, nil
+	}
+	b, err := detectUncached(ctx, nsPath)
 	if err != nil {
 		return Backend{}, err
 	}
-	return info.backend, nil
-}
-
-func (d *detector) detect(ctx context.Context, nsPath string) (nsInfo, error) {
-	key := nsKey(nsPath)
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if info, ok := d.cache[key]; ok {
-		return *info, nil
-	}
-	b, clean, err := detectUncached(ctx, nsPath)
-	if err != nil {
-		return nsInfo{}, err
-	}
 	if err := checkNat(ctx, nsPath, b); err != nil {
-		return nsInfo{}, err
+		return Backend{}, err
 	}
-	d.cache[key] = &nsInfo{backend: b, clean: clean}
-	return *d.cache[key], nil
+	d.cache[key] = b
+	return b, nil
 }
 
-// takeClean reports whether the namespace is known to be clean and forgets it: the caller is about to apply.
-func (d *detector) takeClean(nsPath string) bool {
-	key := nsKey(nsPath)
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	info, ok := d.cache[key]
-	if !ok {
-		return false
-	}
-	clean := info.clean
-	info.clean = false
-	return clean
-}
-
-// markClean records a full read that found the namespace holding no tagged rule (after what it removed).
-func (d *detector) markClean(nsPath string) {
-	key := nsKey(nsPath)
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if info, ok := d.cache[key]; ok {
-		info.clean = true
-	}
-}
-
-func detectUncached(ctx context.Context, nsPath string) (b Backend, clean bool, err error) {
+func detectUncached(ctx context.Context, nsPath string) (Backend, error) {
 	if nsPath != "" {
 		if _, err := os.Stat(nsPath); err != nil {
-			return Backend{}, false, fmt.Errorf("%w: %s", ErrNamespaceGone, nsPath)
+			return Backend{}, fmt.Errorf("%w: %s", ErrNamespaceGone, nsPath)
 		}
 	}
 	installed := installedBackends(ctx)
 	if len(installed) == 0 {
-		return Backend{}, false, fmt.Errorf("%w: neither iptables-nft nor iptables-legacy is installed", ErrMissingSupport)
+		return Backend{}, fmt.Errorf("%w: neither iptables-nft nor iptables-legacy is installed", ErrMissingSupport)
+	}
+	if len(installed) == 1 {
+		return installed[0], nil
 	}
 	// What the system's `iptables` is decides only for a namespace without rules, but is asked alongside the
 	// saves rather than after them: a new namespace is detected on every allocation's start.
@@ -190,40 +157,27 @@ func detectUncached(ctx context.Context, nsPath string) (b Backend, clean bool, 
 		out, err := run(ctx, "", "", "iptables", "--version")
 		sysLegacy <- err == nil && strings.Contains(out, "legacy")
 	}()
-	counts, ok := countRules(ctx, nsPath, installed...)
+	counts := countRules(ctx, nsPath, installed...)
 	legacyDefault := <-sysLegacy
-	clean = ok && counts.tagged == 0
-	if len(installed) == 1 {
-		return installed[0], clean, nil
-	}
 	nft, legacy := installed[0], installed[1]
 	switch {
-	case counts.rules[NFTables] > 0:
-		return nft, clean, nil
-	case counts.rules[Legacy] > 0, legacyDefault:
-		return legacy, clean, nil
+	case counts[NFTables] > 0:
+		return nft, nil
+	case counts[Legacy] > 0, legacyDefault:
+		return legacy, nil
 	}
-	return nft, clean, nil
+	return nft, nil
 }
 
-// ruleCounts is what detection reads: each backend's rules, and how many of all of them carry our tag.
-type ruleCounts struct {
-	rules  map[BackendName]int
-	tagged int
-}
-
-// countRules counts each backend's rules in the namespace, every save at once. ok is false when a save failed.
-func countRules(ctx context.Context, nsPath string, backends ...Backend) (ruleCounts, bool) {
-	c, ok := ruleCounts{rules: map[BackendName]int{}}, true
+// countRules counts each backend's rules in the namespace, every save at once; a save that fails counts none.
+func countRules(ctx context.Context, nsPath string, backends ...Backend) map[BackendName]int {
+	counts := map[BackendName]int{}
 	for _, s := range runSaves(ctx, nsPath, savesFor(nsPath, backends...)) {
-		if s.err != nil {
-			ok = false
-			continue
+		if s.err == nil {
+			counts[s.backend.Name] += strings.Count(s.out, "\n-A ")
 		}
-		c.rules[s.backend.Name] += strings.Count(s.out, "\n-A ")
-		c.tagged += strings.Count(s.out, rules.TagPrefix)
 	}
-	return c, ok
+	return counts
 }
 
 // checkNat fails early, with a clear message, when the nat table cannot be used in the namespace.

@@ -29,6 +29,7 @@ func BenchmarkApplyCleanup(b *testing.B) {
 			be, err := Detect(ctx, path)
 			mustf(b, err, "detect")
 			payload := rs.Payload(rules.IPv4)
+			tables := payloadTables(payload)
 			cleanup := bareCleanupPayload(b, path, be, rs)
 			var ours, bare, rbr []time.Duration
 			b.ResetTimer()
@@ -48,7 +49,7 @@ func BenchmarkApplyCleanup(b *testing.B) {
 						return restore(ctx, path, be, rules.IPv4, cleanup)
 					}))
 				}
-				rbr = append(rbr, timed(b, func() error { return ruleByRule(path, rs) }))
+				rbr = append(rbr, timed(b, func() error { return ruleByRule(path, tables) }))
 			}
 			b.StopTimer()
 			// Medians: an nf_tables commit now and then takes several times its usual time, and one such
@@ -94,42 +95,41 @@ func bareCleanupPayload(b *testing.B, path string, be Backend, rs rules.Ruleset)
 	return p
 }
 
-// ruleByRule applies the IPv4 ruleset one iptables process per chain and rule, then removes it the same way,
+// ruleByRule applies the IPv4 payload one iptables process per chain and rule, then removes it the same way,
 // as Linkerd's and Consul's tools do.
-func ruleByRule(path string, rs rules.Ruleset) error {
-	fr, _ := rs.Family(rules.IPv4)
+func ruleByRule(path string, tables []payloadTable) error {
 	return inNS(path, func() error {
 		ipt, err := iptables.New()
 		if err != nil {
 			return err
 		}
-		for _, tr := range fr.Tables {
-			for _, ch := range tr.Chains {
-				if err := ipt.NewChain(string(tr.Table), string(ch)); err != nil {
+		for _, t := range tables {
+			for _, ch := range t.chains {
+				if err := ipt.NewChain(t.name, ch); err != nil {
 					return err
 				}
 			}
-			for _, r := range tr.Rules {
-				if err := ipt.Append(string(tr.Table), string(r.Chain), specArgs(r, rs.Owner)...); err != nil {
+			for _, r := range t.rules {
+				if err := ipt.Append(t.name, r[0], r[1:]...); err != nil {
 					return err
 				}
 			}
 		}
-		for _, tr := range fr.Tables {
-			for _, r := range tr.Rules {
-				if !rules.IsOwnChain(r.Chain) {
-					if err := ipt.Delete(string(tr.Table), string(r.Chain), specArgs(r, rs.Owner)...); err != nil {
+		for _, t := range tables {
+			for _, r := range t.rules {
+				if !slices.Contains(t.chains, r[0]) {
+					if err := ipt.Delete(t.name, r[0], r[1:]...); err != nil {
 						return err
 					}
 				}
 			}
-			for _, ch := range tr.Chains {
-				if err := ipt.ClearChain(string(tr.Table), string(ch)); err != nil {
+			for _, ch := range t.chains {
+				if err := ipt.ClearChain(t.name, ch); err != nil {
 					return err
 				}
 			}
-			for _, ch := range tr.Chains {
-				if err := ipt.DeleteChain(string(tr.Table), string(ch)); err != nil {
+			for _, ch := range t.chains {
+				if err := ipt.DeleteChain(t.name, ch); err != nil {
 					return err
 				}
 			}
@@ -138,7 +138,27 @@ func ruleByRule(path string, rs rules.Ruleset) error {
 	})
 }
 
-// specArgs is the rule as argv: the comment loses its restore-file quotes.
-func specArgs(r rules.Rule, o rules.Owner) []string {
-	return strings.Fields(strings.ReplaceAll(r.Spec(o.Tag()), `"`, ""))
+// payloadTable is one table of a restore payload: the chains it declares (ours) and each appended rule as
+// its chain followed by its arguments, the comment without its restore-file quotes.
+type payloadTable struct {
+	name   string
+	chains []string
+	rules  [][]string
+}
+
+func payloadTables(payload string) []payloadTable {
+	var out []payloadTable
+	for _, line := range strings.Split(payload, "\n") {
+		switch {
+		case strings.HasPrefix(line, "*"):
+			out = append(out, payloadTable{name: line[1:]})
+		case strings.HasPrefix(line, ":"):
+			t := &out[len(out)-1]
+			t.chains = append(t.chains, strings.Fields(line[1:])[0])
+		case strings.HasPrefix(line, "-A "):
+			t := &out[len(out)-1]
+			t.rules = append(t.rules, strings.Fields(strings.ReplaceAll(line[3:], `"`, "")))
+		}
+	}
+	return out
 }

@@ -2,8 +2,7 @@
 // namespace with iptables-restore/iptables-save (argv only, never a shell). It imports nothing from Nomad.
 //
 // Each family is changed by one `iptables-restore --noflush` transaction built by the rules package from what
-// iptables-save shows (see rules/payload.go), or, in a namespace known to hold no tagged rule, one that needs
-// no read because it fails whole otherwise (fresh.go). Apply is idempotent (a namespace already holding exactly the
+// iptables-save shows (see rules/payload.go). Apply is idempotent (a namespace already holding exactly the
 // ruleset is left alone), replaces a changed ruleset atomically, never names a rule that is not ours, and
 // undoes an applied family if a later one fails. Cleanup finds our rules by tag only. In TPROXY mode Apply also
 // installs Istio's policy routing (fwmark rule and local route in table 133) with the `ip` command, and
@@ -17,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/istio-sidecar/istio-sidecar/driver/istio"
 	"github.com/istio-sidecar/istio-sidecar/driver/rules"
 )
 
@@ -28,7 +28,6 @@ type Report struct {
 	Rules    int
 	Changed  bool // false when the namespace already held exactly this ruleset
 	Found    bool // the family held rules of this owner before this apply (a restart, a changed ruleset)
-	Fresh    bool // installed without reading the namespace first (fresh.go)
 	Duration time.Duration
 	// Routing is the family's TPROXY policy routing (see routing.go); nil when the family has none and none
 	// was removed.
@@ -75,80 +74,118 @@ func Apply(ctx context.Context, nsPath string, rs rules.Ruleset) ([]Report, erro
 	if err != nil {
 		return nil, err
 	}
-	if defaultDetector.takeClean(nsPath) {
-		if reports, undo, ok, err := applyFresh(ctx, nsPath, b, rs); err != nil {
-			return nil, err
-		} else if ok {
-			return withPassthrough6(ctx, nsPath, reports, undo)
-		}
+	changes, err := readChanges(ctx, nsPath, b, rs)
+	if err != nil {
+		return nil, err
 	}
-	// One read per family serves the stale-routing check, the first attempt of each family and the
-	// stale-family sweep: every extra iptables-save or ip process is paid on every start.
-	states := map[rules.Family]familyState{}
+	var undo undoStack
+	reports, err := applyChanges(ctx, nsPath, b, rs.Owner, changes, &undo)
+	if err != nil {
+		return nil, undo.rollback(err)
+	}
+	reports, err = withPassthrough6(ctx, nsPath, reports, func() error { return undo.rollback(nil) })
+	if err != nil {
+		return nil, err
+	}
+	return reports, dropStaleFamilies(ctx, nsPath, b, changes)
+}
+
+// familyChange is one IP family as Apply meets it: the ruleset's rules for it, if it has the family, and what
+// the namespace held there when Apply read it.
+type familyChange struct {
+	family rules.Family
+	want   rules.FamilyRules
+	wanted bool
+	// state is the family as read; zero when its tables cannot be read, as then they hold none of our rules.
+	state familyState
+}
+
+// readChanges reads both families at once. One read per family serves the stale-routing check, the first
+// attempt of each family and the stale-family sweep: every extra iptables-save or ip process is paid on every
+// start. A family the ruleset wants must be readable.
+func readChanges(ctx context.Context, nsPath string, b Backend, rs rules.Ruleset) ([]familyChange, error) {
 	reads := readStates(ctx, nsPath, rs.Owner, []stateKey{{b, rules.IPv4}, {b, rules.IPv6}})
-	for _, r := range reads {
-		if r.err == nil {
-			states[r.family] = r.state
-		} else if _, wanted := rs.Family(r.family); wanted {
+	changes := make([]familyChange, len(reads))
+	for i, r := range reads {
+		c := familyChange{family: r.family}
+		c.want, c.wanted = rs.Family(r.family)
+		if r.err != nil && c.wanted {
 			return nil, r.err
 		}
-	}
-	removed, undo, err := dropStaleRouting(ctx, nsPath, rs, states)
-	rollback := func(err error) error {
-		for i := len(undo) - 1; i >= 0; i-- {
-			if uerr := undo[i](); uerr != nil {
-				err = errors.Join(err, fmt.Errorf("undo: %w", uerr))
-			}
+		if r.err == nil {
+			c.state = r.state
 		}
-		return err
+		changes[i] = c
 	}
+	return changes, nil
+}
+
+// undoStack holds how to take back each step already taken.
+type undoStack []func() error
+
+func (u *undoStack) push(undo func() error) { *u = append(*u, undo) }
+
+// rollback takes every step back, the last first, and adds what could not be undone to err.
+func (u undoStack) rollback(err error) error {
+	for i := len(u) - 1; i >= 0; i-- {
+		if uerr := u[i](); uerr != nil {
+			err = errors.Join(err, fmt.Errorf("undo: %w", uerr))
+		}
+	}
+	return err
+}
+
+// applyChanges takes Apply's steps in order, pushing how to undo each: the policy routing no longer wanted
+// goes, then each wanted family's rules go in, then their policy routing.
+func applyChanges(ctx context.Context, nsPath string, b Backend, owner rules.Owner, changes []familyChange, undo *undoStack) ([]Report, error) {
+	removed, err := dropStaleRouting(ctx, nsPath, changes, undo)
 	if err != nil {
-		return nil, rollback(err)
+		return nil, err
+	}
+	var wanted []familyChange
+	for _, c := range changes {
+		if c.wanted {
+			wanted = append(wanted, c)
+		}
 	}
 	var reports []Report
-	for _, fr := range rs.Families {
-		rep, revert, err := applyFamily(ctx, nsPath, b, rs, fr.Family, states[fr.Family])
+	for _, c := range wanted {
+		fr := c.want
+		rep, revert, err := applyFamily(ctx, nsPath, b, owner, fr, c.state)
 		if err != nil {
-			return nil, rollback(err)
+			return nil, err
 		}
 		if m, ok := removed[fr.Family]; ok {
-			rep.Routing = &Routing{Mark: m, Table: TProxyRouteTable, Removed: true}
+			rep.Routing = &Routing{Mark: m, Table: istio.TProxyRouteTable, Removed: true}
 		}
 		reports = append(reports, rep)
-		undo = append(undo, revert)
+		undo.push(revert)
 	}
-	for i, fr := range rs.Families {
-		mark, ok := wantedMark(rs, fr.Family)
+	for i, c := range wanted {
+		fr := c.want
+		mark, ok := fr.TProxyMark()
 		if !ok {
 			continue
 		}
 		added, revert, err := addRouting(ctx, nsPath, fr.Family, mark)
 		if err != nil {
-			return nil, rollback(err)
+			return nil, err
 		}
-		reports[i].Routing = &Routing{Mark: mark, Table: TProxyRouteTable, Changed: added}
-		undo = append(undo, revert)
+		reports[i].Routing = &Routing{Mark: mark, Table: istio.TProxyRouteTable, Changed: added}
+		undo.push(revert)
 	}
-	reports, err = withPassthrough6(ctx, nsPath, reports, func() error { return rollback(nil) })
-	if err != nil {
-		return nil, err
-	}
-	return reports, dropStaleFamilies(ctx, nsPath, b, rs, states)
+	return reports, nil
 }
 
 // dropStaleFamilies removes the owner's rules from a family the ruleset no longer has (the namespace lost its
 // IPv6 address, say). A family whose tables cannot be read holds none of our rules.
-func dropStaleFamilies(ctx context.Context, nsPath string, b Backend, rs rules.Ruleset, states map[rules.Family]familyState) error {
-	for _, f := range []rules.Family{rules.IPv4, rules.IPv6} {
-		if _, ok := rs.Family(f); ok {
+func dropStaleFamilies(ctx context.Context, nsPath string, b Backend, changes []familyChange) error {
+	for _, c := range changes {
+		if c.wanted || c.state.present.Empty() {
 			continue
 		}
-		st, ok := states[f]
-		if !ok || st.present.Empty() {
-			continue
-		}
-		if _, err := removeFamily(ctx, nsPath, b, f, st.present); err != nil {
-			return fmt.Errorf("remove stale %s rules: %w", f, err)
+		if _, err := removeFamily(ctx, nsPath, b, c.family, c.state.present); err != nil {
+			return fmt.Errorf("remove stale %s rules: %w", c.family, err)
 		}
 	}
 	return nil
@@ -156,9 +193,9 @@ func dropStaleFamilies(ctx context.Context, nsPath string, b Backend, rs rules.R
 
 // applyFamily applies one family and returns how to put back what was there before. pre is the family's
 // state as Apply just read it, used for the first attempt.
-func applyFamily(ctx context.Context, nsPath string, b Backend, rs rules.Ruleset, f rules.Family, pre familyState) (Report, func() error, error) {
+func applyFamily(ctx context.Context, nsPath string, b Backend, owner rules.Owner, fr rules.FamilyRules, pre familyState) (Report, func() error, error) {
 	start := time.Now()
-	fr, _ := rs.Family(f)
+	f := fr.Family
 	rep := Report{Backend: b.Name, Version: b.Version, Family: f, Rules: fr.RuleCount()}
 	noop := func() error { return nil }
 	first, before := pre, pre
@@ -168,25 +205,25 @@ func applyFamily(ctx context.Context, nsPath string, b Backend, rs rules.Ruleset
 	// untouched; one fresh read and retry covers that race.
 	for attempt := 0; attempt < 2; attempt++ {
 		if attempt > 0 {
-			if before, err = readState(ctx, nsPath, b, f, rs.Owner); err != nil {
+			if before, err = readState(ctx, nsPath, b, f, owner); err != nil {
 				return rep, noop, err
 			}
 		}
-		if err = before.saved.CheckOwner(rs.Owner); err != nil {
+		if err = before.saved.CheckOwner(owner); err != nil {
 			return rep, noop, fmt.Errorf("%s: %w", f, err)
 		}
-		if len(rs.Diff(f, before.present)) == 0 {
+		if len(fr.Diff(before.present)) == 0 {
 			rep.Duration = time.Since(start)
 			return rep, noop, nil
 		}
-		if err = restore(ctx, nsPath, b, f, rs.ReplacePayload(f, before.present)); err == nil {
+		if err = restore(ctx, nsPath, b, f, fr.ReplacePayload(before.present)); err == nil {
 			break
 		}
 	}
 	// iptables-restore commits table by table (each COMMIT line, in both backends): a failure in the nat part
 	// of a payload leaves its mangle part applied. Going back to the state first read undoes that.
 	revert := func() error {
-		now, err := readState(ctx, nsPath, b, f, rs.Owner)
+		now, err := readState(ctx, nsPath, b, f, owner)
 		if err != nil {
 			return err
 		}
@@ -220,33 +257,41 @@ func Verify(ctx context.Context, nsPath string, rs rules.Ruleset) error {
 	}
 	reads := readStates(ctx, nsPath, rs.Owner, keys)
 	for i, fr := range rs.Families {
-		st, err := reads[i].state, reads[i].err
+		if reads[i].err != nil {
+			return reads[i].err
+		}
+		if err := verifyFamily(ctx, nsPath, b, rs.Owner, fr, reads[i].state); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// verifyFamily checks one family against its state as read, and what goes with its rules: ::6 on lo for
+// IPv6, the policy routing for TPROXY.
+func verifyFamily(ctx context.Context, nsPath string, b Backend, owner rules.Owner, fr rules.FamilyRules, st familyState) error {
+	if err := st.saved.CheckOwner(owner); err != nil {
+		return fmt.Errorf("%s: %w", fr.Family, err)
+	}
+	if d := fr.Diff(st.present); len(d) > 0 {
+		return fmt.Errorf("%w (%s backend): %s", ErrDrift, b.Name, strings.Join(d, "; "))
+	}
+	if fr.Family == rules.IPv6 {
+		present, _, err := passthrough6State(ctx, nsPath)
 		if err != nil {
 			return err
 		}
-		if err := st.saved.CheckOwner(rs.Owner); err != nil {
-			return fmt.Errorf("%s: %w", fr.Family, err)
+		if !present {
+			return fmt.Errorf("%w: %s missing from lo", ErrDrift, Passthrough6)
 		}
-		if d := rs.Diff(fr.Family, st.present); len(d) > 0 {
-			return fmt.Errorf("%w (%s backend): %s", ErrDrift, b.Name, strings.Join(d, "; "))
+	}
+	if mark, ok := fr.TProxyMark(); ok {
+		missing, err := checkRouting(ctx, nsPath, fr.Family, mark)
+		if err != nil {
+			return err
 		}
-		if fr.Family == rules.IPv6 {
-			present, _, err := passthrough6State(ctx, nsPath)
-			if err != nil {
-				return err
-			}
-			if !present {
-				return fmt.Errorf("%w: %s missing from lo", ErrDrift, Passthrough6)
-			}
-		}
-		if mark, ok := wantedMark(rs, fr.Family); ok {
-			missing, err := checkRouting(ctx, nsPath, fr.Family, mark)
-			if err != nil {
-				return err
-			}
-			if missing != "" {
-				return fmt.Errorf("%w: %s", ErrDrift, missing)
-			}
+		if missing != "" {
+			return fmt.Errorf("%w: %s", ErrDrift, missing)
 		}
 	}
 	return nil
@@ -270,12 +315,8 @@ func Cleanup(ctx context.Context, nsPath, allocID string) (CleanupResult, error)
 		return CleanupResult{}, err
 	}
 	var res CleanupResult
-	others := false
 	err := forEachState(ctx, nsPath, owner, func(b Backend, f rules.Family, st familyState) error {
-		for _, o := range st.saved.Owners() {
-			others = others || o != allocID
-		}
-		if _, _, err := removeRouting(ctx, nsPath, f, presentMarks(st.present)); err != nil {
+		if _, _, err := removeRouting(ctx, nsPath, f, st.present.TProxyMarks()); err != nil {
 			return err
 		}
 		p6, err := removeFamily(ctx, nsPath, b, f, st.present)
@@ -283,15 +324,11 @@ func Cleanup(ctx context.Context, nsPath, allocID string) (CleanupResult, error)
 			return err
 		}
 		res.Passthrough6Removed = res.Passthrough6Removed || p6
-		res.Removed += len(st.present.Rules)
+		res.Removed += st.present.RuleCount()
 		return nil
 	})
 	if errors.Is(err, ErrNamespaceGone) {
 		return CleanupResult{NamespaceGone: true}, nil
-	}
-	if err == nil && !others {
-		// Every backend and family was read and what was tagged is gone: the next Apply may go fresh.
-		defaultDetector.markClean(nsPath)
 	}
 	return res, err
 }

@@ -1,6 +1,7 @@
 package netfilter
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"net/netip"
@@ -68,6 +69,14 @@ func realPacketsIPv6(t *testing.T, backend BackendName) {
 		t.Fatal("DiscoverEnv does not see the namespace's global IPv6 address")
 	}
 
+	rs := applyIPv6(t, ctx, pa, env, backend)
+	ipv6Packets(t, pa, pb)
+	cleanupIPv6(t, ctx, pa, rs)
+}
+
+// applyIPv6 applies a DNS-capturing ruleset with excluded ports and CIDRs in the namespace: the IPv6 family,
+// and ::6 on lo with it.
+func applyIPv6(t *testing.T, ctx context.Context, pa string, env rules.Env, backend BackendName) rules.Ruleset {
 	env.Nameservers = []netip.Addr{netip.MustParseAddr("fd00:214::53")}
 	rs := build(t, rules.Spec{
 		DNSCapture:              true,
@@ -89,7 +98,11 @@ func realPacketsIPv6(t *testing.T, backend BackendName) {
 		t.Fatalf("::6/128 on lo after apply: present %v, ours %v, %v", present, ours, err)
 	}
 	mustf(t, Verify(ctx, pa, rs), "verify")
+	return rs
+}
 
+// ipv6Packets checks where connections from the app (pa) and from the peer (pb) land.
+func ipv6Packets(t *testing.T, pa, pb string) {
 	serveTCP(t, pa, "[::]:15001", "outbound")
 	serveTCP(t, pa, "[::]:15006", "inbound")
 	serveTCP(t, pa, "[fd00:214::1]:8080", "app")
@@ -123,7 +136,10 @@ func realPacketsIPv6(t *testing.T, backend BackendName) {
 			t.Errorf("uid 1337 from ::6 reached %q, want the app", got)
 		}
 	})
+}
 
+// cleanupIPv6 removes both families' rules and our ::6.
+func cleanupIPv6(t *testing.T, ctx context.Context, pa string, rs rules.Ruleset) {
 	res, err := Cleanup(ctx, pa, allocA)
 	mustf(t, err, "cleanup")
 	want := 0

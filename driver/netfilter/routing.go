@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 
+	"github.com/istio-sidecar/istio-sidecar/driver/istio"
 	"github.com/istio-sidecar/istio-sidecar/driver/rules"
 )
 
@@ -30,9 +30,6 @@ import (
 // rule tagged with its alloc ID; it owns the route in table 133 while one of its rules looks it up. That ties
 // routing to the tagged iptables rules, so routing is always removed before the rules naming its mark
 // (Cleanup, or a ruleset switching away from TPROXY): a crash in between leaves the mark findable next time.
-
-// TProxyRouteTable is Istio's routing table for TPROXY (INBOUND_TPROXY_ROUTE_TABLE).
-const TProxyRouteTable = 133
 
 // Routing describes one family's TPROXY policy routing in an apply Report.
 type Routing struct {
@@ -84,7 +81,7 @@ func (r *ipRule) UnmarshalJSON(b []byte) error {
 }
 
 // looksUp133 is any rule sending packets to table 133, ours or not.
-func (r ipRule) looksUp133() bool { return r.Table == strconv.Itoa(TProxyRouteTable) }
+func (r ipRule) looksUp133() bool { return r.Table == strconv.Itoa(istio.TProxyRouteTable) }
 
 // ours reports whether r is exactly the rule we add for mark.
 func (r ipRule) ours(mark uint32) bool {
@@ -100,7 +97,7 @@ type ipRoute struct {
 }
 
 func (r ipRoute) ours() bool {
-	return r.Table == strconv.Itoa(TProxyRouteTable) && r.Type == "local" && r.Dst == "default" && r.Dev == "lo"
+	return r.Table == strconv.Itoa(istio.TProxyRouteTable) && r.Type == "local" && r.Dst == "default" && r.Dev == "lo"
 }
 
 func hexMark(m uint32) string { return "0x" + strconv.FormatUint(uint64(m), 16) }
@@ -191,11 +188,11 @@ func ipArgv(f rules.Family, args ...string) []string {
 }
 
 func ruleArgv(f rules.Family, verb string, mark uint32) []string {
-	return ipArgv(f, "rule", verb, "fwmark", hexMark(mark), "lookup", strconv.Itoa(TProxyRouteTable))
+	return ipArgv(f, "rule", verb, "fwmark", hexMark(mark), "lookup", strconv.Itoa(istio.TProxyRouteTable))
 }
 
 func routeArgv(f rules.Family, verb string) []string {
-	return ipArgv(f, "route", verb, "local", "default", "dev", "lo", "table", strconv.Itoa(TProxyRouteTable))
+	return ipArgv(f, "route", verb, "local", "default", "dev", "lo", "table", strconv.Itoa(istio.TProxyRouteTable))
 }
 
 // addRouting installs the route, then the rule (the rule is what makes packets use the route), skipping what
@@ -291,7 +288,7 @@ func delRule(ctx context.Context, nsPath string, f rules.Family, mark uint32) er
 // delRuleAt deletes our rule for mark at the priority a read just found it at.
 func delRuleAt(ctx context.Context, nsPath string, f rules.Family, mark, priority uint32) error {
 	argv := ipArgv(f, "rule", "del", "priority", strconv.FormatUint(uint64(priority), 10),
-		"fwmark", hexMark(mark), "lookup", strconv.Itoa(TProxyRouteTable))
+		"fwmark", hexMark(mark), "lookup", strconv.Itoa(istio.TProxyRouteTable))
 	_, err := run(ctx, nsPath, "", argv...)
 	return err
 }
@@ -304,57 +301,15 @@ func checkRouting(ctx context.Context, nsPath string, f rules.Family, mark uint3
 	}
 	var missing []string
 	if _, ok := st.find(mark); !ok {
-		missing = append(missing, fmt.Sprintf("rule fwmark %d lookup %d", mark, TProxyRouteTable))
+		missing = append(missing, fmt.Sprintf("rule fwmark %d lookup %d", mark, istio.TProxyRouteTable))
 	}
 	if !st.route {
-		missing = append(missing, fmt.Sprintf("route local default dev lo table %d", TProxyRouteTable))
+		missing = append(missing, fmt.Sprintf("route local default dev lo table %d", istio.TProxyRouteTable))
 	}
 	if len(missing) == 0 {
 		return "", nil
 	}
 	return fmt.Sprintf("%s policy routing missing: %v", f, missing), nil
-}
-
-// wantedMark is the TPROXY mark of family f in rs, if the family diverts inbound traffic with TPROXY.
-func wantedMark(rs rules.Ruleset, f rules.Family) (uint32, bool) {
-	fr, ok := rs.Family(f)
-	if !ok {
-		return 0, false
-	}
-	for _, t := range fr.Tables {
-		for _, r := range t.Rules {
-			if tp, ok := r.Target.(rules.TProxy); ok {
-				return tp.Mark, true
-			}
-		}
-	}
-	return 0, false
-}
-
-var tproxyMarkPattern = regexp.MustCompile(` -j TPROXY .*--tproxy-mark (0x[0-9a-f]+)(?:/0xffffffff)?(?: |$)`)
-
-// presentMarks are the --tproxy-mark values of the owner's TPROXY rules in a family as iptables-save shows
-// them: the marks whose policy routing the owner added.
-func presentMarks(p rules.Present) []uint32 {
-	var out []uint32
-	for _, r := range p.Rules {
-		m := tproxyMarkPattern.FindStringSubmatch(r.Line)
-		if m == nil {
-			continue
-		}
-		v, err := strconv.ParseUint(m[1], 0, 32)
-		if err != nil {
-			continue
-		}
-		dup := false
-		for _, o := range out {
-			dup = dup || o == uint32(v)
-		}
-		if !dup {
-			out = append(out, uint32(v))
-		}
-	}
-	return out
 }
 
 // haveIP reports whether the ip command exists. Without it the driver cannot have added policy routing, so
@@ -370,17 +325,15 @@ func haveIP() bool {
 }
 
 // dropStaleRouting removes, before the iptables change, the policy routing our current TPROXY rules name and
-// rs no longer wants in that family (a switch to REDIRECT, another mark, a family gone). It returns the
-// removed marks per family and how to put them back. states are the families' iptables states as Apply read
-// them: a family that neither wants TPROXY nor holds a TPROXY rule of ours is not looked at, so a REDIRECT
-// ruleset costs no ip process.
-func dropStaleRouting(ctx context.Context, nsPath string, rs rules.Ruleset, states map[rules.Family]familyState) (map[rules.Family]uint32, []func() error, error) {
+// the ruleset no longer wants in that family (a switch to REDIRECT, another mark, a family gone). It returns
+// the removed marks per family and pushes how to put them back. A family that neither wants TPROXY nor holds
+// a TPROXY rule of ours is not looked at, so a REDIRECT ruleset costs no ip process.
+func dropStaleRouting(ctx context.Context, nsPath string, changes []familyChange, undo *undoStack) (map[rules.Family]uint32, error) {
 	removed := map[rules.Family]uint32{}
-	var undo []func() error
-	for _, f := range []rules.Family{rules.IPv4, rules.IPv6} {
-		want, tproxy := wantedMark(rs, f)
+	for _, c := range changes {
+		want, tproxy := c.want.TProxyMark()
 		var marks []uint32
-		for _, m := range presentMarks(states[f].present) {
+		for _, m := range c.state.present.TProxyMarks() {
 			if !tproxy || m != want {
 				marks = append(marks, m)
 			}
@@ -388,14 +341,14 @@ func dropStaleRouting(ctx context.Context, nsPath string, rs rules.Ruleset, stat
 		if len(marks) == 0 {
 			continue
 		}
-		ok, revert, err := removeRouting(ctx, nsPath, f, marks)
+		ok, revert, err := removeRouting(ctx, nsPath, c.family, marks)
 		if err != nil {
-			return removed, undo, err
+			return removed, err
 		}
 		if ok {
-			removed[f] = marks[0]
-			undo = append(undo, revert)
+			removed[c.family] = marks[0]
+			undo.push(revert)
 		}
 	}
-	return removed, undo, nil
+	return removed, nil
 }

@@ -1,6 +1,7 @@
 package netfilter
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -12,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/istio-sidecar/istio-sidecar/driver/istio"
 	"github.com/istio-sidecar/istio-sidecar/driver/rules"
 )
 
@@ -116,10 +118,37 @@ func tproxyRealPackets(t *testing.T, v6 bool, app, routed, peer string) {
 		fam = rules.IPv6
 	}
 	routingBefore := routingSnapshot(t, a)
+	sc := tproxyScene{ctx: ctx, a: a, pa: pa, pb: pb, v6: v6, app: app, routed: routed, peer: peer,
+		env: env, tproxy: tproxy, fam: fam, routingBefore: routingBefore}
+	sc.applyCaptures(t)
+	applied := sc.reapplyChangesNothing(t)
+	sc.driftedRoutingIsRepaired(t)
+	sc.failedSwitchRestoresRouting(t, applied)
+	sc.switchToRedirectThenCleanup(t)
+}
+
+// tproxyScene is one run of TestTProxyRealPackets: app namespace a (at pa), peer pb, the TPROXY ruleset for
+// a, and a's routing before anything was applied.
+type tproxyScene struct {
+	ctx               context.Context
+	a, pa, pb         string
+	v6                bool
+	app, routed, peer string
+	env               rules.Env
+	tproxy            rules.Ruleset
+	fam               rules.Family
+	routingBefore     string
+}
+
+// applyCaptures applies the TPROXY ruleset: the peer's connections to the app and to the routed prefix
+// land on the transparent listener.
+func (sc tproxyScene) applyCaptures(t *testing.T) {
+	ctx, pa, pb, v6, tproxy := sc.ctx, sc.pa, sc.pb, sc.v6, sc.tproxy
+	app, routed, peer := sc.app, sc.routed, sc.peer
 
 	reps, err := Apply(ctx, pa, tproxy)
 	mustf(t, err, "apply")
-	want := Routing{Mark: 1337, Table: TProxyRouteTable, Changed: true}
+	want := Routing{Mark: 1337, Table: istio.TProxyRouteTable, Changed: true}
 	for _, r := range reps {
 		if r.Routing == nil || *r.Routing != want {
 			t.Fatalf("report %q: routing %+v, want %+v", r, r.Routing, want)
@@ -144,14 +173,18 @@ func tproxyRealPackets(t *testing.T, v6 bool, app, routed, peer string) {
 		}
 	}
 	t.Run("proxy uid not captured", func(t *testing.T) { proxyUIDGoesDirect(t, pa, peer) })
+}
 
+// reapplyChangesNothing re-applies and returns the routing as applied.
+func (sc tproxyScene) reapplyChangesNothing(t *testing.T) string {
+	ctx, a, pa, tproxy := sc.ctx, sc.a, sc.pa, sc.tproxy
 	applied, iptApplied := routingSnapshot(t, a), saveAll(t, a, NFTables)
 	for _, want := range []string{"fwmark 0x539 lookup 133", "local default dev lo table 133"} {
 		if !strings.Contains(applied, want) {
 			t.Errorf("no %q after apply:\n%s", want, applied)
 		}
 	}
-	reps, err = Apply(ctx, pa, tproxy)
+	reps, err := Apply(ctx, pa, tproxy)
 	mustf(t, err, "re-apply")
 	for _, r := range reps {
 		if r.Changed || r.Routing == nil || r.Routing.Changed {
@@ -164,7 +197,11 @@ func tproxyRealPackets(t *testing.T, v6 bool, app, routed, peer string) {
 	if got := saveAll(t, a, NFTables); got != iptApplied {
 		t.Errorf("re-apply changed iptables-save:\n%s\nvs\n%s", iptApplied, got)
 	}
+	return applied
+}
 
+func (sc tproxyScene) driftedRoutingIsRepaired(t *testing.T) {
+	ctx, a, pa, pb, tproxy, fam, routed := sc.ctx, sc.a, sc.pa, sc.pb, sc.tproxy, sc.fam, sc.routed
 	// Without the fwmark rule the routed prefix is not local to A: Verify sees the drift, the connection
 	// fails, and Apply puts the rule back.
 	sh(t, "ip", "-n", a, famFlag(fam), "rule", "del", "fwmark", "1337", "lookup", "133")
@@ -172,7 +209,7 @@ func tproxyRealPackets(t *testing.T, v6 bool, app, routed, peer string) {
 		t.Errorf("verify without the rule: %v", err)
 	}
 	dialFails(t, pb, routed)
-	reps, err = Apply(ctx, pa, tproxy)
+	reps, err := Apply(ctx, pa, tproxy)
 	mustf(t, err, "repair")
 	if r := reps[len(reps)-1].Routing; r == nil || !r.Changed {
 		t.Errorf("repair report %s", reps[len(reps)-1])
@@ -180,12 +217,13 @@ func tproxyRealPackets(t *testing.T, v6 bool, app, routed, peer string) {
 	if got := dialIn(t, pb, routed); got != "inbound "+routed {
 		t.Errorf("after repair: got %q", got)
 	}
+}
 
+func (sc tproxyScene) failedSwitchRestoresRouting(t *testing.T, applied string) {
+	ctx, a, pa, env, tproxy := sc.ctx, sc.a, sc.pa, sc.env, sc.tproxy
 	// A REDIRECT ruleset that fails in iptables puts back the routing it removed first.
-	redirect := build(t, rules.Spec{}, env, allocA)
 	broken := build(t, rules.Spec{}, env, allocA)
-	nat := &broken.Families[0].Tables[len(broken.Families[0].Tables)-1]
-	nat.Rules = append(nat.Rules, rules.Rule{Chain: rules.ChainIstioOutput, Dst: rules.AddrMatch{Prefix: netip.MustParsePrefix("fd00::/8")}, Target: rules.Return})
+	broken.Families[0] = asFamily(build(t, rules.Spec{}, rules.Env{HasIPv6: true}, allocA).Families[1], rules.IPv4)
 	if _, err := Apply(ctx, pa, broken); err == nil {
 		t.Fatal("apply of a broken ruleset succeeded")
 	} else {
@@ -195,9 +233,13 @@ func tproxyRealPackets(t *testing.T, v6 bool, app, routed, peer string) {
 		t.Errorf("failed switch did not restore the routing:\n%s\nvs\n%s", applied, got)
 	}
 	mustf(t, Verify(ctx, pa, tproxy), "verify after the failed switch")
+}
 
+func (sc tproxyScene) switchToRedirectThenCleanup(t *testing.T) {
+	ctx, a, pa, pb, env, tproxy, app, routingBefore := sc.ctx, sc.a, sc.pa, sc.pb, sc.env, sc.tproxy, sc.app, sc.routingBefore
+	redirect := build(t, rules.Spec{}, env, allocA)
 	// The same allocation switching to REDIRECT loses the routing; inbound still reaches 15006, by NAT.
-	reps, err = Apply(ctx, pa, redirect)
+	reps, err := Apply(ctx, pa, redirect)
 	mustf(t, err, "switch to REDIRECT")
 	for _, r := range reps {
 		if r.Routing == nil || !r.Routing.Removed || !strings.Contains(r.String(), "policy routing: fwmark 1337 → table 133 removed") {

@@ -45,6 +45,7 @@ func dialIn(ctx context.Context, nsPath string, d *net.Dialer, network, addr str
 	return conn, err
 }
 
+// localURL is a URL on the loopback address the sidecar's ports listen on.
 func localURL(port int, path string) string {
-	return fmt.Sprintf("http://%s:%d%s", loopbackAddress, port, path)
+	return fmt.Sprintf("http://127.0.0.1:%d%s", port, path)
 }

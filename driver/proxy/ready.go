@@ -7,12 +7,14 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/istio-sidecar/istio-sidecar/driver/istio"
 )
 
 // ReadyURL is Envoy's health listener, which Istio's bootstrap routes to the agent's readiness check: it
 // answers 200 only when Envoy is LIVE with its first listeners and clusters from xDS, so it proves both
 // processes.
-var ReadyURL = localURL(HealthPort, readyPath)
+var ReadyURL = localURL(istio.HealthPort, "/healthz/ready")
 
 // firstPoll is the first wait between readiness probes; it doubles up to the caller's maximum. The proxy is
 // usually ready within ~100 ms, and every millisecond between ready and noticing it holds the app back.
@@ -58,7 +60,7 @@ func probe(ctx context.Context, client *http.Client) (bool, string) {
 			return false, ""
 		}
 		if strings.Contains(err.Error(), "connection refused") {
-			return false, fmt.Sprintf("nothing listens on %d yet (Envoy has not started its health listener)", HealthPort)
+			return false, fmt.Sprintf("nothing listens on %d yet (Envoy has not started its health listener)", istio.HealthPort)
 		}
 		return false, err.Error()
 	}

@@ -5,10 +5,6 @@ import (
 	"sort"
 )
 
-// outboundMark marks Envoy's outbound-to-local-app packets in TPROXY mode so they are not captured again
-// (Istio's constants.OutboundMark).
-const outboundMark uint32 = 1338
-
 // dnsPort is the DNS port applications use.
 const dnsPort uint16 = 53
 
@@ -18,17 +14,19 @@ type Ruleset struct {
 	Families []FamilyRules
 }
 
-// FamilyRules holds one family's tables, in payload order.
+// FamilyRules is one family's part of a ruleset: its tables, in payload order, and the owner whose tag its
+// rules carry. The edge works family by family, so each payload and comparison is a method of this value.
 type FamilyRules struct {
 	Family Family
-	Tables []TableRules
+	tables []tableRules
+	owner  Owner
 }
 
-// TableRules holds one table's chains to declare and rules to append, both in iptables-save order.
-type TableRules struct {
-	Table  Table
-	Chains []Chain // our chains, sorted by name as iptables-save lists them
-	Rules  []Rule  // grouped by chain: built-in chains first, then ours by name
+// tableRules holds one table's chains to declare and rules to append, both in iptables-save order.
+type tableRules struct {
+	Table  table
+	Chains []chain // our chains, sorted by name as iptables-save lists them
+	Rules  []rule  // grouped by chain: built-in chains first, then ours by name
 }
 
 // Family returns the rules of family f, if the ruleset has that family.
@@ -44,7 +42,7 @@ func (rs Ruleset) Family(f Family) (FamilyRules, bool) {
 // RuleCount is the number of rules the family's payload appends.
 func (fr FamilyRules) RuleCount() int {
 	n := 0
-	for _, t := range fr.Tables {
+	for _, t := range fr.tables {
 		n += len(t.Rules)
 	}
 	return n
@@ -58,13 +56,15 @@ func Build(cfg Config, owner Owner) (Ruleset, error) {
 	}
 	rs := Ruleset{Owner: owner}
 	fams := []Family{IPv4}
-	if cfg.IPv6 {
+	if cfg.ipv6 {
 		fams = append(fams, IPv6)
 	}
 	for _, f := range fams {
 		b := newBuilder(f, cfg)
 		b.build()
-		rs.Families = append(rs.Families, b.finish())
+		fr := b.finish()
+		fr.owner = owner
+		rs.Families = append(rs.Families, fr)
 	}
 	return rs, nil
 }
@@ -73,31 +73,31 @@ func Build(cfg Config, owner Owner) (Ruleset, error) {
 type builder struct {
 	f        Family
 	cfg      Config
-	chains   map[Table]map[Chain][]Rule
+	chains   map[table]map[chain][]rule
 	loopback netip.Prefix // the host loopback destination: 127.0.0.1/32 or ::1/128
 	passthru netip.Prefix // the inbound passthrough source: 127.0.0.6/32 or ::6/128
 	anyAddr  netip.Addr   // TPROXY --on-ip
 }
 
 func newBuilder(f Family, cfg Config) *builder {
-	b := &builder{f: f, cfg: cfg, chains: map[Table]map[Chain][]Rule{}}
+	b := &builder{f: f, cfg: cfg, chains: map[table]map[chain][]rule{}}
 	if f == IPv4 {
-		b.loopback, b.passthru, b.anyAddr = cfg.HostLoopback, netip.MustParsePrefix("127.0.0.6/32"), netip.IPv4Unspecified()
+		b.loopback, b.passthru, b.anyAddr = cfg.hostLoopback, netip.MustParsePrefix("127.0.0.6/32"), netip.IPv4Unspecified()
 	} else {
 		b.loopback, b.passthru, b.anyAddr = netip.MustParsePrefix("::1/128"), netip.MustParsePrefix("::6/128"), netip.IPv6Unspecified()
 	}
 	return b
 }
 
-func (b *builder) add(t Table, r Rule) {
+func (b *builder) add(t table, r rule) {
 	if b.chains[t] == nil {
-		b.chains[t] = map[Chain][]Rule{}
+		b.chains[t] = map[chain][]rule{}
 	}
 	b.chains[t][r.Chain] = append(b.chains[t][r.Chain], r)
 }
 
 // insert places r at 1-based position pos of its chain, as iptables -I does.
-func (b *builder) insert(t Table, pos int, r Rule) {
+func (b *builder) insert(t table, pos int, r rule) {
 	b.add(t, r)
 	rs := b.chains[t][r.Chain]
 	copy(rs[pos:], rs[pos-1:len(rs)-1])
@@ -117,7 +117,7 @@ func (b *builder) prefixes(ps []netip.Prefix) []netip.Prefix {
 
 func (b *builder) nameservers() []netip.Prefix {
 	var out []netip.Prefix
-	for _, a := range b.cfg.Nameservers {
+	for _, a := range b.cfg.nameservers {
 		if a.Is4() == (b.f == IPv4) {
 			out = append(out, netip.PrefixFrom(a, a.BitLen()))
 		}
@@ -128,39 +128,39 @@ func (b *builder) nameservers() []netip.Prefix {
 func (b *builder) build() {
 	c := b.cfg
 	b.excludeInterfaces()
-	if c.DropInvalid {
-		b.add(TableMangle, Rule{Chain: ChainPrerouting, Matches: []Match{ConntrackMatch{CtInvalid}}, Target: Jump{ChainIstioDrop}})
-		b.add(TableMangle, Rule{Chain: ChainIstioDrop, Target: Drop})
+	if c.dropInvalid {
+		b.add(tableMangle, rule{Chain: chainPrerouting, Matches: []match{conntrackMatch{ctInvalid}}, Target: jump{chainIstioDrop}})
+		b.add(tableMangle, rule{Chain: chainIstioDrop, Target: dropVerdict})
 	}
-	b.add(TableNat, Rule{Chain: ChainIstioInbound, Proto: TCP, Matches: dport(TCP, c.TunnelPort), Target: Return})
-	b.add(TableNat, Rule{Chain: ChainIstioRedirect, Proto: TCP, Target: Redirect{c.ProxyPort}})
-	b.add(TableNat, Rule{Chain: ChainIstioInRedirect, Proto: TCP, Target: Redirect{c.InboundPort}})
+	b.add(tableNat, rule{Chain: chainIstioInbound, Proto: tcp, Matches: dport(tcp, c.tunnelPort), Target: returnVerdict})
+	b.add(tableNat, rule{Chain: chainIstioRedirect, Proto: tcp, Target: redirect{c.proxyPort}})
+	b.add(tableNat, rule{Chain: chainIstioInRedirect, Proto: tcp, Target: redirect{c.inboundPort}})
 	b.inbound()
-	b.add(TableNat, Rule{Chain: ChainOutput, Target: Jump{ChainIstioOutput}})
-	for _, p := range c.OutPortsExclude {
-		b.add(TableNat, Rule{Chain: ChainIstioOutput, Proto: TCP, Matches: dport(TCP, p), Target: Return})
-		b.add(TableNat, Rule{Chain: ChainIstioOutput, Proto: UDP, Matches: dport(UDP, p), Target: Return})
+	b.add(tableNat, rule{Chain: chainOutput, Target: jump{chainIstioOutput}})
+	for _, p := range c.outPortsExclude {
+		b.add(tableNat, rule{Chain: chainIstioOutput, Proto: tcp, Matches: dport(tcp, p), Target: returnVerdict})
+		b.add(tableNat, rule{Chain: chainIstioOutput, Proto: udp, Matches: dport(udp, p), Target: returnVerdict})
 	}
-	b.add(TableNat, Rule{Chain: ChainIstioOutput, Src: AddrMatch{Prefix: b.passthru}, Out: "lo", Target: Return})
+	b.add(tableNat, rule{Chain: chainIstioOutput, Src: addrMatch{Prefix: b.passthru}, Out: "lo", Target: returnVerdict})
 	b.proxyOwners()
-	if c.DNS {
+	if c.dns {
 		b.dns()
 	}
 	b.outbound()
-	if c.Mode == ModeTProxy {
+	if c.mode == ModeTProxy {
 		b.tproxyMarks()
 	}
 }
 
 func (b *builder) excludeInterfaces() {
-	tables := []Table{TableNat}
-	if b.cfg.Mode == ModeTProxy {
-		tables = append(tables, TableMangle)
+	tables := []table{tableNat}
+	if b.cfg.mode == ModeTProxy {
+		tables = append(tables, tableMangle)
 	}
 	for _, t := range tables {
-		for _, i := range b.cfg.ExcludeIfaces {
-			b.add(t, Rule{Chain: ChainPrerouting, In: i, Target: Return})
-			b.add(t, Rule{Chain: ChainOutput, Out: i, Target: Return})
+		for _, i := range b.cfg.excludeIfaces {
+			b.add(t, rule{Chain: chainPrerouting, In: i, Target: returnVerdict})
+			b.add(t, rule{Chain: chainOutput, Out: i, Target: returnVerdict})
 		}
 	}
 }
@@ -168,38 +168,38 @@ func (b *builder) excludeInterfaces() {
 // inbound captures inbound TCP: all ports but the excluded ones, or only the listed ones.
 func (b *builder) inbound() {
 	c := b.cfg
-	if !c.InboundAll && len(c.InboundPorts) == 0 {
+	if !c.inboundAll && len(c.inboundPorts) == 0 {
 		return
 	}
-	t := TableNat
-	if c.Mode == ModeTProxy {
-		t = TableMangle
-		b.add(t, Rule{Chain: ChainIstioDivert, Target: SetMark{c.TProxyMark}})
-		b.add(t, Rule{Chain: ChainIstioDivert, Target: Accept})
-		b.add(t, Rule{Chain: ChainIstioTProxy, Dst: AddrMatch{Prefix: b.loopback, Negate: true}, Proto: TCP,
-			Target: TProxy{Port: c.InboundPort, OnIP: b.anyAddr, Mark: c.TProxyMark}})
+	t := tableNat
+	if c.mode == ModeTProxy {
+		t = tableMangle
+		b.add(t, rule{Chain: chainIstioDivert, Target: setMark{c.tproxyMark}})
+		b.add(t, rule{Chain: chainIstioDivert, Target: acceptVerdict})
+		b.add(t, rule{Chain: chainIstioTProxy, Dst: addrMatch{Prefix: b.loopback, Negate: true}, Proto: tcp,
+			Target: tproxy{Port: c.inboundPort, OnIP: b.anyAddr, Mark: c.tproxyMark}})
 	}
-	b.add(t, Rule{Chain: ChainPrerouting, Proto: TCP, Target: Jump{ChainIstioInbound}})
-	if c.InboundAll {
-		for _, p := range c.InboundExclude {
-			b.add(t, Rule{Chain: ChainIstioInbound, Proto: TCP, Matches: dport(TCP, p), Target: Return})
+	b.add(t, rule{Chain: chainPrerouting, Proto: tcp, Target: jump{chainIstioInbound}})
+	if c.inboundAll {
+		for _, p := range c.inboundExclude {
+			b.add(t, rule{Chain: chainIstioInbound, Proto: tcp, Matches: dport(tcp, p), Target: returnVerdict})
 		}
 		b.inboundCapture(nil)
 		return
 	}
-	for _, p := range c.InboundPorts {
-		b.inboundCapture(dport(TCP, p))
+	for _, p := range c.inboundPorts {
+		b.inboundCapture(dport(tcp, p))
 	}
 }
 
-func (b *builder) inboundCapture(port []Match) {
-	if b.cfg.Mode == ModeTProxy {
-		est := append(append([]Match(nil), port...), ConntrackMatch{CtRelatedEstablished})
-		b.add(TableMangle, Rule{Chain: ChainIstioInbound, Proto: TCP, Matches: est, Target: Jump{ChainIstioDivert}})
-		b.add(TableMangle, Rule{Chain: ChainIstioInbound, Proto: TCP, Matches: port, Target: Jump{ChainIstioTProxy}})
+func (b *builder) inboundCapture(port []match) {
+	if b.cfg.mode == ModeTProxy {
+		est := append(append([]match(nil), port...), conntrackMatch{ctRelatedEstablished})
+		b.add(tableMangle, rule{Chain: chainIstioInbound, Proto: tcp, Matches: est, Target: jump{chainIstioDivert}})
+		b.add(tableMangle, rule{Chain: chainIstioInbound, Proto: tcp, Matches: port, Target: jump{chainIstioTProxy}})
 		return
 	}
-	b.add(TableNat, Rule{Chain: ChainIstioInbound, Proto: TCP, Matches: port, Target: Jump{ChainIstioInRedirect}})
+	b.add(tableNat, rule{Chain: chainIstioInbound, Proto: tcp, Matches: port, Target: jump{chainIstioInRedirect}})
 }
 
 // proxyOwners keeps the proxy's own traffic out of capture, except its loopback calls back into the app.
@@ -208,41 +208,41 @@ func (b *builder) proxyOwners() {
 	keepLoopback := b.includesLoopback()
 	for _, owner := range b.proxyIDs() {
 		// Istio skips port 53 with multiport for UIDs only, never for GIDs: kept identical on purpose.
-		notTunnel := []Match{PortMatch{Proto: TCP, Negate: true, Port: c.TunnelPort}}
-		if c.DNS && !owner.GID {
-			notTunnel = []Match{MultiportMatch{Negate: true, Ports: []uint16{dnsPort, c.TunnelPort}}}
+		notTunnel := []match{portMatch{Proto: tcp, Negate: true, Port: c.tunnelPort}}
+		if c.dns && !owner.GID {
+			notTunnel = []match{multiportMatch{Negate: true, Ports: []uint16{dnsPort, c.tunnelPort}}}
 		}
-		b.add(TableNat, Rule{Chain: ChainIstioOutput, Dst: AddrMatch{Prefix: b.loopback, Negate: true}, Out: "lo",
-			Proto: TCP, Matches: append(notTunnel, owner), Target: Jump{ChainIstioInRedirect}})
+		b.add(tableNat, rule{Chain: chainIstioOutput, Dst: addrMatch{Prefix: b.loopback, Negate: true}, Out: "lo",
+			Proto: tcp, Matches: append(notTunnel, owner), Target: jump{chainIstioInRedirect}})
 		if !keepLoopback {
 			notOwner := owner
 			notOwner.Negate = true
-			r := Rule{Chain: ChainIstioOutput, Out: "lo", Matches: []Match{notOwner}, Target: Return}
-			if c.DNS {
-				r.Proto = TCP
-				r.Matches = append([]Match{PortMatch{Proto: TCP, Negate: true, Port: dnsPort}}, r.Matches...)
+			r := rule{Chain: chainIstioOutput, Out: "lo", Matches: []match{notOwner}, Target: returnVerdict}
+			if c.dns {
+				r.Proto = tcp
+				r.Matches = append([]match{portMatch{Proto: tcp, Negate: true, Port: dnsPort}}, r.Matches...)
 			}
-			b.add(TableNat, r)
+			b.add(tableNat, r)
 		}
-		b.add(TableNat, Rule{Chain: ChainIstioOutput, Matches: []Match{owner}, Target: Return})
+		b.add(tableNat, rule{Chain: chainIstioOutput, Matches: []match{owner}, Target: returnVerdict})
 	}
 }
 
 // proxyIDs are owner matches for the proxy's UIDs, then its GIDs: the order Istio writes them in.
-func (b *builder) proxyIDs() []OwnerMatch {
-	var out []OwnerMatch
-	for _, id := range b.cfg.ProxyUIDs {
-		out = append(out, OwnerMatch{ID: id})
+func (b *builder) proxyIDs() []ownerMatch {
+	var out []ownerMatch
+	for _, id := range b.cfg.proxyUIDs {
+		out = append(out, ownerMatch{ID: id})
 	}
-	for _, id := range b.cfg.ProxyGIDs {
-		out = append(out, OwnerMatch{GID: true, ID: id})
+	for _, id := range b.cfg.proxyGIDs {
+		out = append(out, ownerMatch{GID: true, ID: id})
 	}
 	return out
 }
 
 // includesLoopback mirrors Istio's HasLoopBackIP: an explicit loopback include disables the app-to-self RETURN.
 func (b *builder) includesLoopback() bool {
-	for _, p := range b.cfg.OutboundInclude {
+	for _, p := range b.cfg.outboundInclude {
 		if p.Addr().IsLoopback() {
 			return true
 		}
@@ -252,23 +252,23 @@ func (b *builder) includesLoopback() bool {
 
 func (b *builder) outbound() {
 	c := b.cfg
-	b.add(TableNat, Rule{Chain: ChainIstioOutput, Dst: AddrMatch{Prefix: b.loopback}, Target: Return})
-	for _, p := range b.prefixes(c.OutboundExclude) {
-		b.add(TableNat, Rule{Chain: ChainIstioOutput, Dst: AddrMatch{Prefix: p}, Target: Return})
+	b.add(tableNat, rule{Chain: chainIstioOutput, Dst: addrMatch{Prefix: b.loopback}, Target: returnVerdict})
+	for _, p := range b.prefixes(c.outboundExclude) {
+		b.add(tableNat, rule{Chain: chainIstioOutput, Dst: addrMatch{Prefix: p}, Target: returnVerdict})
 	}
-	for _, p := range c.OutPortsInclude {
-		b.add(TableNat, Rule{Chain: ChainIstioOutput, Proto: TCP, Matches: dport(TCP, p), Target: Jump{ChainIstioRedirect}})
+	for _, p := range c.outPortsInclude {
+		b.add(tableNat, rule{Chain: chainIstioOutput, Proto: tcp, Matches: dport(tcp, p), Target: jump{chainIstioRedirect}})
 	}
-	if c.OutboundAll {
-		b.add(TableNat, Rule{Chain: ChainIstioOutput, Target: Jump{ChainIstioRedirect}})
+	if c.outboundAll {
+		b.add(tableNat, rule{Chain: chainIstioOutput, Target: jump{chainIstioRedirect}})
 		return
 	}
-	for _, p := range b.prefixes(c.OutboundInclude) {
-		b.add(TableNat, Rule{Chain: ChainIstioOutput, Dst: AddrMatch{Prefix: p}, Target: Jump{ChainIstioRedirect}})
+	for _, p := range b.prefixes(c.outboundInclude) {
+		b.add(tableNat, rule{Chain: chainIstioOutput, Dst: addrMatch{Prefix: p}, Target: jump{chainIstioRedirect}})
 	}
 }
 
-func dport(p Proto, port uint16) []Match { return []Match{PortMatch{Proto: p, Port: port}} }
+func dport(p proto, port uint16) []match { return []match{portMatch{Proto: p, Port: port}} }
 
 // finish orders each table's rules as iptables-save lists them and declares every chain we append to or jump to.
 func (b *builder) finish() FamilyRules {
@@ -278,14 +278,14 @@ func (b *builder) finish() FamilyRules {
 		if len(chains) == 0 {
 			continue
 		}
-		tr := TableRules{Table: t}
-		declared := map[Chain]bool{}
+		tr := tableRules{Table: t}
+		declared := map[chain]bool{}
 		for ch, rs := range chains {
-			if IsOwnChain(ch) {
+			if isOwnChain(ch) {
 				declared[ch] = true
 			}
 			for _, r := range rs {
-				if j, ok := r.Target.(Jump); ok {
+				if j, ok := r.Target.(jump); ok {
 					declared[j.To] = true
 				}
 			}
@@ -294,10 +294,10 @@ func (b *builder) finish() FamilyRules {
 			tr.Chains = append(tr.Chains, ch)
 		}
 		sort.Slice(tr.Chains, func(i, j int) bool { return tr.Chains[i] < tr.Chains[j] })
-		for _, ch := range append(append([]Chain(nil), builtinOrder...), tr.Chains...) {
+		for _, ch := range append(append([]chain(nil), builtinOrder...), tr.Chains...) {
 			tr.Rules = append(tr.Rules, chains[ch]...)
 		}
-		fr.Tables = append(fr.Tables, tr)
+		fr.tables = append(fr.tables, tr)
 	}
 	return fr
 }

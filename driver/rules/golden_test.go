@@ -141,7 +141,7 @@ func TestEveryChainHasRules(t *testing.T) {
 	for _, c := range goldenCases() {
 		rs := buildCase(t, c)
 		for _, fr := range rs.Families {
-			for _, tr := range fr.Tables {
+			for _, tr := range fr.tables {
 				for _, ch := range tr.Chains {
 					n := 0
 					for _, r := range tr.Rules {

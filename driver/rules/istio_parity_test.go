@@ -69,15 +69,15 @@ func TestIstioParity(t *testing.T) {
 }
 
 type tableChain struct {
-	table Table
-	chain Chain
+	table table
+	chain chain
 }
 
-func istioState(s Saved) (map[tableChain][]string, map[Table][]Chain) {
-	rules, chains := map[tableChain][]string{}, map[Table][]Chain{}
-	for _, t := range s.Tables {
+func istioState(s Saved) (map[tableChain][]string, map[table][]chain) {
+	rules, chains := map[tableChain][]string{}, map[table][]chain{}
+	for _, t := range s.tables {
 		for _, ch := range t.Chains {
-			if IsOwnChain(ch) {
+			if isOwnChain(ch) {
 				chains[t.Table] = append(chains[t.Table], ch)
 			}
 		}
@@ -89,14 +89,14 @@ func istioState(s Saved) (map[tableChain][]string, map[Table][]Chain) {
 	return rules, chains
 }
 
-func untaggedState(rs Ruleset, f Family) (map[tableChain][]string, map[Table][]Chain) {
-	rules, chains := map[tableChain][]string{}, map[Table][]Chain{}
+func untaggedState(rs Ruleset, f Family) (map[tableChain][]string, map[table][]chain) {
+	rules, chains := map[tableChain][]string{}, map[table][]chain{}
 	fr, _ := rs.Family(f)
-	for _, tr := range fr.Tables {
+	for _, tr := range fr.tables {
 		chains[tr.Table] = tr.Chains
 		for _, r := range tr.Rules {
 			k := tableChain{tr.Table, r.Chain}
-			rules[k] = append(rules[k], r.Line(""))
+			rules[k] = append(rules[k], r.line(""))
 		}
 	}
 	return rules, chains

@@ -25,48 +25,48 @@ func (f Family) String() string {
 	return "IPv" + strconv.Itoa(int(f))
 }
 
-// Table is a netfilter table the driver writes to.
-type Table string
+// table is a netfilter table the driver writes to.
+type table string
 
 const (
-	TableMangle Table = "mangle"
-	TableNat    Table = "nat"
-	TableRaw    Table = "raw"
+	tableMangle table = "mangle"
+	tableNat    table = "nat"
+	tableRaw    table = "raw"
 )
 
 // tableOrder is the order tables appear in a payload (Istio's: sorted by name).
-var tableOrder = []Table{TableMangle, TableNat, TableRaw}
+var tableOrder = []table{tableMangle, tableNat, tableRaw}
 
-// Chain is an iptables chain name.
-type Chain string
+// chain is an iptables chain name.
+type chain string
 
 // Built-in chains the driver adds entry rules to.
 const (
-	ChainPrerouting Chain = "PREROUTING"
-	ChainOutput     Chain = "OUTPUT"
+	chainPrerouting chain = "PREROUTING"
+	chainOutput     chain = "OUTPUT"
 )
 
 // The chains the driver owns; names and roles match Istio's istio-iptables.
 const (
-	ChainIstioInbound    Chain = "ISTIO_INBOUND"
-	ChainIstioInRedirect Chain = "ISTIO_IN_REDIRECT"
-	ChainIstioOutput     Chain = "ISTIO_OUTPUT"
-	ChainIstioRedirect   Chain = "ISTIO_REDIRECT"
-	ChainIstioOutputDNS  Chain = "ISTIO_OUTPUT_DNS"
-	ChainIstioDivert     Chain = "ISTIO_DIVERT"
-	ChainIstioTProxy     Chain = "ISTIO_TPROXY"
-	ChainIstioDrop       Chain = "ISTIO_DROP"
+	chainIstioInbound    chain = "ISTIO_INBOUND"
+	chainIstioInRedirect chain = "ISTIO_IN_REDIRECT"
+	chainIstioOutput     chain = "ISTIO_OUTPUT"
+	chainIstioRedirect   chain = "ISTIO_REDIRECT"
+	chainIstioOutputDNS  chain = "ISTIO_OUTPUT_DNS"
+	chainIstioDivert     chain = "ISTIO_DIVERT"
+	chainIstioTProxy     chain = "ISTIO_TPROXY"
+	chainIstioDrop       chain = "ISTIO_DROP"
 )
 
-// OwnChains lists every chain the driver may create. A chain outside this set is never declared, flushed or
+// ownChains lists every chain the driver may create. A chain outside this set is never declared, flushed or
 // deleted by a payload.
-var OwnChains = []Chain{
-	ChainIstioDivert, ChainIstioDrop, ChainIstioInbound, ChainIstioInRedirect, ChainIstioOutput, ChainIstioOutputDNS, ChainIstioRedirect, ChainIstioTProxy,
+var ownChains = []chain{
+	chainIstioDivert, chainIstioDrop, chainIstioInbound, chainIstioInRedirect, chainIstioOutput, chainIstioOutputDNS, chainIstioRedirect, chainIstioTProxy,
 }
 
-// IsOwnChain reports whether c is one of the driver's chains.
-func IsOwnChain(c Chain) bool {
-	for _, o := range OwnChains {
+// isOwnChain reports whether c is one of the driver's chains.
+func isOwnChain(c chain) bool {
+	for _, o := range ownChains {
 		if o == c {
 			return true
 		}
@@ -76,51 +76,51 @@ func IsOwnChain(c Chain) bool {
 
 // builtinOrder is the order iptables-save lists built-in chains; rules are rendered grouped by chain in the same
 // order so that a payload's -A lines read exactly like iptables-save output.
-var builtinOrder = []Chain{ChainPrerouting, "INPUT", "FORWARD", ChainOutput, "POSTROUTING"}
+var builtinOrder = []chain{chainPrerouting, "INPUT", "FORWARD", chainOutput, "POSTROUTING"}
 
-// Proto is a layer-4 protocol match.
-type Proto string
+// proto is a layer-4 protocol match.
+type proto string
 
 const (
-	TCP Proto = "tcp"
-	UDP Proto = "udp"
+	tcp proto = "tcp"
+	udp proto = "udp"
 )
 
-// Iface is a validated interface name (see Parse).
-type Iface string
+// iface is a validated interface name (see Parse).
+type iface string
 
-// AddrMatch matches a source or destination prefix; the zero value matches everything.
-type AddrMatch struct {
+// addrMatch matches a source or destination prefix; the zero value matches everything.
+type addrMatch struct {
 	Prefix netip.Prefix
 	Negate bool
 }
 
-// Rule is one iptables rule in canonical iptables-save field order: addresses, interfaces, protocol, extension
+// rule is one iptables rule in canonical iptables-save field order: addresses, interfaces, protocol, extension
 // matches, comment, target. Keeping that order lets Verify compare saved rules with ours byte for byte.
-type Rule struct {
-	Chain    Chain
-	Src, Dst AddrMatch
-	In, Out  Iface
-	Proto    Proto
-	Matches  []Match
-	Target   Target
+type rule struct {
+	Chain    chain
+	Src, Dst addrMatch
+	In, Out  iface
+	Proto    proto
+	Matches  []match
+	Target   target
 }
 
-// Match is an extension match (-m ...). The set is closed: only this package's types implement it.
-type Match interface{ matchArgs() []string }
+// match is an extension match (-m ...). The set is closed: only this package's types implement it.
+type match interface{ matchArgs() []string }
 
-// Target is a rule's -j part. The set is closed: only this package's types implement it.
-type Target interface{ targetArgs() []string }
+// target is a rule's -j part. The set is closed: only this package's types implement it.
+type target interface{ targetArgs() []string }
 
-// PortMatch is -m tcp|udp [!] --dport|--sport N.
-type PortMatch struct {
-	Proto  Proto
+// portMatch is -m tcp|udp [!] --dport|--sport N.
+type portMatch struct {
+	Proto  proto
 	Source bool // --sport instead of --dport
 	Negate bool
 	Port   uint16
 }
 
-func (m PortMatch) matchArgs() []string {
+func (m portMatch) matchArgs() []string {
 	flag := "--dport"
 	if m.Source {
 		flag = "--sport"
@@ -128,13 +128,13 @@ func (m PortMatch) matchArgs() []string {
 	return append([]string{"-m", string(m.Proto)}, negated(m.Negate, flag, itoa(m.Port))...)
 }
 
-// MultiportMatch is -m multiport [!] --dports a,b.
-type MultiportMatch struct {
+// multiportMatch is -m multiport [!] --dports a,b.
+type multiportMatch struct {
 	Negate bool
 	Ports  []uint16
 }
 
-func (m MultiportMatch) matchArgs() []string {
+func (m multiportMatch) matchArgs() []string {
 	ps := make([]string, len(m.Ports))
 	for i, p := range m.Ports {
 		ps[i] = itoa(p)
@@ -142,14 +142,14 @@ func (m MultiportMatch) matchArgs() []string {
 	return append([]string{"-m", "multiport"}, negated(m.Negate, "--dports", strings.Join(ps, ","))...)
 }
 
-// OwnerMatch is -m owner [!] --uid-owner|--gid-owner N.
-type OwnerMatch struct {
+// ownerMatch is -m owner [!] --uid-owner|--gid-owner N.
+type ownerMatch struct {
 	GID    bool
 	Negate bool
 	ID     uint32
 }
 
-func (m OwnerMatch) matchArgs() []string {
+func (m ownerMatch) matchArgs() []string {
 	flag := "--uid-owner"
 	if m.GID {
 		flag = "--gid-owner"
@@ -157,29 +157,29 @@ func (m OwnerMatch) matchArgs() []string {
 	return append([]string{"-m", "owner"}, negated(m.Negate, flag, strconv.FormatUint(uint64(m.ID), 10))...)
 }
 
-// CtState is a conntrack state list as iptables-save prints it.
-type CtState string
+// ctState is a conntrack state list as iptables-save prints it.
+type ctState string
 
 const (
-	CtInvalid            CtState = "INVALID"
-	CtRelatedEstablished CtState = "RELATED,ESTABLISHED"
+	ctInvalid            ctState = "INVALID"
+	ctRelatedEstablished ctState = "RELATED,ESTABLISHED"
 )
 
-// ConntrackMatch is -m conntrack --ctstate S.
-type ConntrackMatch struct{ State CtState }
+// conntrackMatch is -m conntrack --ctstate S.
+type conntrackMatch struct{ State ctState }
 
-func (m ConntrackMatch) matchArgs() []string {
+func (m conntrackMatch) matchArgs() []string {
 	return []string{"-m", "conntrack", "--ctstate", string(m.State)}
 }
 
-// MarkMatch is -m mark|connmark [!] --mark 0xN.
-type MarkMatch struct {
+// markMatch is -m mark|connmark [!] --mark 0xN.
+type markMatch struct {
 	Conn   bool // connmark instead of mark
 	Negate bool
 	Mark   uint32
 }
 
-func (m MarkMatch) matchArgs() []string {
+func (m markMatch) matchArgs() []string {
 	mod := "mark"
 	if m.Conn {
 		mod = "connmark"
@@ -187,52 +187,52 @@ func (m MarkMatch) matchArgs() []string {
 	return append([]string{"-m", mod}, negated(m.Negate, "--mark", hex(m.Mark))...)
 }
 
-// Verdict is a built-in target without options.
-type Verdict string
+// verdict is a built-in target without options.
+type verdict string
 
 const (
-	Return Verdict = "RETURN"
-	Accept Verdict = "ACCEPT"
-	Drop   Verdict = "DROP"
+	returnVerdict verdict = "RETURN"
+	acceptVerdict verdict = "ACCEPT"
+	dropVerdict   verdict = "DROP"
 )
 
-func (v Verdict) targetArgs() []string { return []string{"-j", string(v)} }
+func (v verdict) targetArgs() []string { return []string{"-j", string(v)} }
 
-// Jump is -j CHAIN to one of our chains.
-type Jump struct{ To Chain }
+// jump is -j CHAIN to one of our chains.
+type jump struct{ To chain }
 
-func (j Jump) targetArgs() []string { return []string{"-j", string(j.To)} }
+func (j jump) targetArgs() []string { return []string{"-j", string(j.To)} }
 
-// Redirect is -j REDIRECT --to-ports N.
-type Redirect struct{ Port uint16 }
+// redirect is -j REDIRECT --to-ports N.
+type redirect struct{ Port uint16 }
 
-func (r Redirect) targetArgs() []string {
+func (r redirect) targetArgs() []string {
 	return []string{"-j", "REDIRECT", "--to-ports", itoa(r.Port)}
 }
 
-// TProxy is -j TPROXY in the form iptables-save prints it.
-type TProxy struct {
+// tproxy is -j TPROXY in the form iptables-save prints it.
+type tproxy struct {
 	Port uint16
 	OnIP netip.Addr
 	Mark uint32
 }
 
-func (t TProxy) targetArgs() []string {
+func (t tproxy) targetArgs() []string {
 	return []string{"-j", "TPROXY", "--on-port", itoa(t.Port), "--on-ip", t.OnIP.String(),
 		"--tproxy-mark", hex(t.Mark) + "/0xffffffff"}
 }
 
-// SetMark is -j MARK --set-xmark 0xN/0xffffffff (the saved form of --set-mark N).
-type SetMark struct{ Mark uint32 }
+// setMark is -j MARK --set-xmark 0xN/0xffffffff (the saved form of --set-mark N).
+type setMark struct{ Mark uint32 }
 
-func (s SetMark) targetArgs() []string {
+func (s setMark) targetArgs() []string {
 	return []string{"-j", "MARK", "--set-xmark", hex(s.Mark) + "/0xffffffff"}
 }
 
-// Connmark is -j CONNMARK --save-mark or --restore-mark with full masks.
-type Connmark struct{ Restore bool }
+// connmark is -j CONNMARK --save-mark or --restore-mark with full masks.
+type connmark struct{ Restore bool }
 
-func (c Connmark) targetArgs() []string {
+func (c connmark) targetArgs() []string {
 	op := "--save-mark"
 	if c.Restore {
 		op = "--restore-mark"
@@ -240,13 +240,13 @@ func (c Connmark) targetArgs() []string {
 	return []string{"-j", "CONNMARK", op, "--nfmask", "0xffffffff", "--ctmask", "0xffffffff"}
 }
 
-// CTZone is -j CT --zone N (DNS conntrack zone separation).
-type CTZone struct{ Zone uint16 }
+// ctZone is -j CT --zone N (DNS conntrack zone separation).
+type ctZone struct{ Zone uint16 }
 
-func (c CTZone) targetArgs() []string { return []string{"-j", "CT", "--zone", itoa(c.Zone)} }
+func (c ctZone) targetArgs() []string { return []string{"-j", "CT", "--zone", itoa(c.Zone)} }
 
-// Spec renders the rule after "-A CHAIN", with comment as the last match; comment must already be safe.
-func (r Rule) Spec(comment string) string {
+// spec renders the rule after "-A CHAIN", with comment as the last match; comment must already be safe.
+func (r rule) spec(comment string) string {
 	var a []string
 	if r.Src.Prefix.IsValid() {
 		a = append(a, negated(r.Src.Negate, "-s", r.Src.Prefix.String())...)
@@ -273,9 +273,9 @@ func (r Rule) Spec(comment string) string {
 	return strings.Join(a, " ")
 }
 
-// Line renders the rule as an iptables-save "-A" line carrying comment.
-func (r Rule) Line(comment string) string {
-	return fmt.Sprintf("-A %s %s", r.Chain, r.Spec(comment))
+// line renders the rule as an iptables-save "-A" line carrying comment.
+func (r rule) line(comment string) string {
+	return fmt.Sprintf("-A %s %s", r.Chain, r.spec(comment))
 }
 
 func negated(neg bool, flag, value string) []string {

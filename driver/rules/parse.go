@@ -21,28 +21,28 @@ const maxListLen = 10000
 
 // Config is a checked Spec merged with Defaults and Env: every value typed, every combination valid.
 type Config struct {
-	Mode Mode
+	mode Mode
 
-	InboundAll      bool     // capture every inbound port except InboundExclude
-	InboundPorts    []uint16 // capture only these (when !InboundAll)
-	InboundExclude  []uint16 // Defaults.ExcludeInboundPorts then the job's, deduplicated
-	OutboundAll     bool     // capture every outbound destination except OutboundExclude
-	OutboundInclude []netip.Prefix
-	OutboundExclude []netip.Prefix
-	OutPortsInclude []uint16
-	OutPortsExclude []uint16
-	ExcludeIfaces   []Iface
+	inboundAll      bool     // capture every inbound port except InboundExclude
+	inboundPorts    []uint16 // capture only these (when !InboundAll)
+	inboundExclude  []uint16 // Defaults.ExcludeInboundPorts then the job's, deduplicated
+	outboundAll     bool     // capture every outbound destination except OutboundExclude
+	outboundInclude []netip.Prefix
+	outboundExclude []netip.Prefix
+	outPortsInclude []uint16
+	outPortsExclude []uint16
+	excludeIfaces   []iface
 
-	DNS         bool
-	DNSAll      bool
-	Nameservers []netip.Addr // unmapped; split by family at Build time
-	DropInvalid bool
-	IPv6        bool
+	dns         bool
+	dnsAll      bool
+	nameservers []netip.Addr // unmapped; split by family at Build time
+	dropInvalid bool
+	ipv6        bool
 
-	ProxyPort, InboundPort, TunnelPort, DNSPort uint16
-	ProxyUIDs, ProxyGIDs                        []uint32
-	TProxyMark                                  uint32
-	HostLoopback                                netip.Prefix
+	proxyPort, inboundPort, tunnelPort, dnsPort uint16
+	proxyUIDs, proxyGIDs                        []uint32
+	tproxyMark                                  uint32
+	hostLoopback                                netip.Prefix
 }
 
 // Parse checks spec against defaults and env. Errors are *FieldError (possibly joined) naming the HCL key.
@@ -51,11 +51,11 @@ func Parse(spec Spec, defaults Defaults, env Env) (Config, error) {
 		return Config{}, err
 	}
 	cfg := Config{
-		ProxyPort: defaults.OutboundCapturePort, InboundPort: defaults.InboundCapturePort,
-		TunnelPort: defaults.InboundTunnelPort, DNSPort: defaults.DNSCapturePort,
-		ProxyUIDs: defaults.ProxyUIDs, ProxyGIDs: defaults.ProxyGIDs,
-		TProxyMark: defaults.TProxyMark, HostLoopback: defaults.HostLoopback.Masked(),
-		IPv6: env.HasIPv6, DNS: spec.DNSCapture, DNSAll: spec.CaptureAllDNS, DropInvalid: spec.DropInvalid,
+		proxyPort: defaults.OutboundCapturePort, inboundPort: defaults.InboundCapturePort,
+		tunnelPort: defaults.InboundTunnelPort, dnsPort: defaults.DNSCapturePort,
+		proxyUIDs: defaults.ProxyUIDs, proxyGIDs: defaults.ProxyGIDs,
+		tproxyMark: defaults.TProxyMark, hostLoopback: defaults.HostLoopback.Masked(),
+		ipv6: env.HasIPv6, dns: spec.DNSCapture, dnsAll: spec.CaptureAllDNS, dropInvalid: spec.DropInvalid,
 	}
 	var errs []error
 	add := func(err error) {
@@ -64,24 +64,24 @@ func Parse(spec Spec, defaults Defaults, env Env) (Config, error) {
 		}
 	}
 	var err error
-	cfg.Mode, err = parseMode(spec.InterceptionMode)
+	cfg.mode, err = parseMode(spec.InterceptionMode)
 	add(err)
-	cfg.InboundAll, cfg.InboundPorts, err = parsePortsOrAll("include_inbound_ports", spec.IncludeInboundPorts)
+	cfg.inboundAll, cfg.inboundPorts, err = parsePortsOrAll("include_inbound_ports", spec.IncludeInboundPorts)
 	add(err)
 	userExclude, err := parsePorts("exclude_inbound_ports", spec.ExcludeInboundPorts)
 	add(err)
-	cfg.InboundExclude = dedupe(append(append([]uint16(nil), defaults.ExcludeInboundPorts...), userExclude...))
-	cfg.OutboundAll, cfg.OutboundInclude, err = parsePrefixesOrAll("include_outbound_ip_ranges", spec.IncludeOutboundIPRanges)
+	cfg.inboundExclude = dedupe(append(append([]uint16(nil), defaults.ExcludeInboundPorts...), userExclude...))
+	cfg.outboundAll, cfg.outboundInclude, err = parsePrefixesOrAll("include_outbound_ip_ranges", spec.IncludeOutboundIPRanges)
 	add(err)
-	cfg.OutboundExclude, err = parsePrefixes("exclude_outbound_ip_ranges", spec.ExcludeOutboundIPRanges)
+	cfg.outboundExclude, err = parsePrefixes("exclude_outbound_ip_ranges", spec.ExcludeOutboundIPRanges)
 	add(err)
-	cfg.OutPortsInclude, err = parsePorts("include_outbound_ports", spec.IncludeOutboundPorts)
+	cfg.outPortsInclude, err = parsePorts("include_outbound_ports", spec.IncludeOutboundPorts)
 	add(err)
-	cfg.OutPortsExclude, err = parsePorts("exclude_outbound_ports", spec.ExcludeOutboundPorts)
+	cfg.outPortsExclude, err = parsePorts("exclude_outbound_ports", spec.ExcludeOutboundPorts)
 	add(err)
-	cfg.ExcludeIfaces, err = parseIfaces("exclude_interfaces", spec.ExcludeInterfaces)
+	cfg.excludeIfaces, err = parseIfaces("exclude_interfaces", spec.ExcludeInterfaces)
 	add(err)
-	cfg.Nameservers, err = checkNameservers(env.Nameservers)
+	cfg.nameservers, err = checkNameservers(env.Nameservers)
 	add(err)
 	if len(errs) > 0 {
 		return Config{}, errors.Join(errs...)
@@ -93,15 +93,15 @@ func Parse(spec Spec, defaults Defaults, env Env) (Config, error) {
 }
 
 func checkCombinations(spec Spec, cfg Config) error {
-	if !cfg.InboundAll && len(spec.ExcludeInboundPorts) > 0 {
+	if !cfg.inboundAll && len(spec.ExcludeInboundPorts) > 0 {
 		// Istio silently ignores exclusions next to an explicit list; say so instead.
 		return fieldErr("exclude_inbound_ports", -1, strings.Join(spec.ExcludeInboundPorts, ","),
 			`only applies when include_inbound_ports is "*"`, nil)
 	}
-	if cfg.DNSAll && !cfg.DNS {
+	if cfg.dnsAll && !cfg.dns {
 		return fieldErr("capture_all_dns", -1, "true", "requires dns_capture = true", nil)
 	}
-	if cfg.DNS && !cfg.DNSAll && len(cfg.Nameservers) == 0 {
+	if cfg.dns && !cfg.dnsAll && len(cfg.nameservers) == 0 {
 		// Istio logs a warning and disables capture; failing is clearer than a sidecar that silently doesn't.
 		return fieldErr("dns_capture", -1, "true",
 			"needs a nameserver in the task's resolv.conf or capture_all_dns = true", nil)
@@ -243,16 +243,16 @@ func parsePrefix(v string) (netip.Prefix, error) {
 	return p.Masked(), nil
 }
 
-func parseIfaces(field string, vals []string) ([]Iface, error) {
+func parseIfaces(field string, vals []string) ([]iface, error) {
 	if err := checkLen(field, vals); err != nil {
 		return nil, err
 	}
-	var out []Iface
+	var out []iface
 	for i, v := range vals {
 		if reason := ifaceProblem(v); reason != "" {
 			return nil, fieldErr(field, i, v, reason, nil)
 		}
-		out = append(out, Iface(v))
+		out = append(out, iface(v))
 	}
 	return dedupe(out), nil
 }

@@ -96,19 +96,19 @@ func TestParseNormalises(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"10.0.0.0/8", "10.2.3.4/32", "fd00::1/128"}
-	if len(cfg.OutboundExclude) != len(want) {
-		t.Fatalf("OutboundExclude = %v, want %v", cfg.OutboundExclude, want)
+	if len(cfg.outboundExclude) != len(want) {
+		t.Fatalf("OutboundExclude = %v, want %v", cfg.outboundExclude, want)
 	}
-	for i, p := range cfg.OutboundExclude {
+	for i, p := range cfg.outboundExclude {
 		if p.String() != want[i] {
 			t.Errorf("OutboundExclude[%d] = %s, want %s", i, p, want[i])
 		}
 	}
-	if got := cfg.InboundExclude; len(got) != 4 || got[3] != 22 {
+	if got := cfg.inboundExclude; len(got) != 4 || got[3] != 22 {
 		t.Errorf("InboundExclude = %v, want defaults then 22, deduplicated", got)
 	}
-	if !cfg.Nameservers[0].Is4() {
-		t.Errorf("nameserver not unmapped: %v", cfg.Nameservers[0])
+	if !cfg.nameservers[0].Is4() {
+		t.Errorf("nameserver not unmapped: %v", cfg.nameservers[0])
 	}
 }
 

@@ -23,37 +23,21 @@ import (
 // Cleanup is the same with an empty new ruleset, and is computed from tags alone (CleanupPayload), never from
 // the config that produced the rules. Rules not carrying our tag are never named in a payload.
 
-// Payload is the iptables-restore --noflush input that installs family f into a namespace holding none of our
-// rules. It is ReplacePayload with nothing present.
+// Payload is the iptables-restore --noflush input that installs the family into a namespace holding none of
+// our rules. It is ReplacePayload with nothing present.
+func (fr FamilyRules) Payload() string {
+	return fr.ReplacePayload(Present{})
+}
+
+// Payload is family f's Payload; "" when the ruleset has no such family.
 func (rs Ruleset) Payload(f Family) string {
-	return rs.ReplacePayload(f, Present{})
+	fr, _ := rs.Family(f)
+	return fr.Payload()
 }
 
-// FreshPayload is Payload written for a namespace believed to hold none of our chains, so that the transaction
-// fails whole when that belief is wrong: "-N" refuses a chain that exists, where ":" would flush it and carry
-// on. The edge tries it first, sparing the iptables-save that ReplacePayload needs, and falls back to the read
-// on any failure. iptables-restore commits table by table, so a failure in a second table would leave the first
-// applied; so ok is false unless the family lives in one table (Istio's default REDIRECT rules, all in nat).
-// The -N lines also stand for the rest of the read: iptables refuses to delete a chain something jumps to, so a
-// namespace where every chain of ours can be created holds no jump of ours or anyone's into them either. That
-// covers every rule we put in a built-in chain only if each of them is such a jump; ok is false otherwise
-// (excluded interfaces add plain RETURNs there, which could outlive their chains).
-func (rs Ruleset) FreshPayload(f Family) (payload string, ok bool) {
-	fr, found := rs.Family(f)
-	if !found || len(fr.Tables) != 1 {
-		return "", false
-	}
-	for _, r := range fr.Tables[0].Rules {
-		if j, isJump := r.Target.(Jump); !IsOwnChain(r.Chain) && (!isJump || !IsOwnChain(j.To)) {
-			return "", false
-		}
-	}
-	return writeSwap(Present{}, rs.asPresent(f), true), true
-}
-
-// ReplacePayload installs family f in place of what the same owner has present, in one transaction.
-func (rs Ruleset) ReplacePayload(f Family, present Present) string {
-	return swapPayload(present, rs.asPresent(f))
+// ReplacePayload installs the family in place of what the same owner has present, in one transaction.
+func (fr FamilyRules) ReplacePayload(present Present) string {
+	return swapPayload(present, fr.asPresent())
 }
 
 // CleanupPayload removes everything present (one owner, one family) in one transaction; "" if nothing is.
@@ -67,43 +51,46 @@ func RevertPayload(current, previous Present) string {
 	return swapPayload(current, previous)
 }
 
-// asPresent renders family f as the Present it will be once applied.
-func (rs Ruleset) asPresent(f Family) Present {
-	fr, _ := rs.Family(f)
-	p := Present{Chains: map[Table][]Chain{}}
-	for _, tr := range fr.Tables {
-		p.Chains[tr.Table] = tr.Chains
+// asPresent renders the family as the Present it will be once applied.
+func (fr FamilyRules) asPresent() Present {
+	p := Present{chains: map[table][]chain{}}
+	for _, tr := range fr.tables {
+		p.chains[tr.Table] = tr.Chains
 		for _, r := range tr.Rules {
-			p.Rules = append(p.Rules, SavedRule{Table: tr.Table, Chain: r.Chain, Line: r.Line(rs.Owner.Tag()), Owner: rs.Owner.AllocID})
+			p.rules = append(p.rules, savedRule{Table: tr.Table, Chain: r.Chain, Line: r.line(fr.owner.tag()), Owner: fr.owner.AllocID})
 		}
 	}
 	return p
 }
 
+// TProxyMark is the mark of the family's TPROXY rule, if the family diverts inbound traffic with TPROXY: the
+// mark its policy routing looks up.
+func (fr FamilyRules) TProxyMark() (uint32, bool) {
+	for _, t := range fr.tables {
+		for _, r := range t.Rules {
+			if tp, ok := r.Target.(tproxy); ok {
+				return tp.Mark, true
+			}
+		}
+	}
+	return 0, false
+}
+
 // swapPayload replaces old by new per table: delete old rules outside wholly-owned chains, flush stale chains,
 // declare (create or flush) new chains, append new rules, delete stale chains.
 func swapPayload(old, new Present) string {
-	return writeSwap(old, new, false)
-}
-
-// writeSwap is swapPayload; create declares the new chains with "-N" (fail if present) instead of ":".
-func writeSwap(old, new Present, create bool) string {
-	declare := ":%s - [0:0]\n"
-	if create {
-		declare = "-N %s\n"
-	}
 	var b strings.Builder
 	for _, t := range unionTables(old, new) {
-		stale := minus(old.Chains[t], new.Chains[t])
+		stale := minus(old.chains[t], new.chains[t])
 		fmt.Fprintf(&b, "*%s\n", t)
 		writeDeletes(&b, t, old)
 		for _, ch := range stale {
 			fmt.Fprintf(&b, "-F %s\n", ch)
 		}
-		for _, ch := range new.Chains[t] {
-			fmt.Fprintf(&b, declare, ch)
+		for _, ch := range new.chains[t] {
+			fmt.Fprintf(&b, ":%s - [0:0]\n", ch)
 		}
-		for _, r := range new.Rules {
+		for _, r := range new.rules {
 			if r.Table == t {
 				b.WriteString(r.Line + "\n")
 			}
@@ -118,12 +105,12 @@ func writeSwap(old, new Present, create bool) string {
 
 // writeDeletes deletes the owner's rules that sit in chains we do not flush wholesale (built-in chains, or our
 // chain names holding somebody else's rules too), by their exact saved text.
-func writeDeletes(b *strings.Builder, t Table, present Present) {
-	whole := map[Chain]bool{}
-	for _, ch := range present.Chains[t] {
+func writeDeletes(b *strings.Builder, t table, present Present) {
+	whole := map[chain]bool{}
+	for _, ch := range present.chains[t] {
 		whole[ch] = true
 	}
-	for _, r := range present.Rules {
+	for _, r := range present.rules {
 		if r.Table == t && !whole[r.Chain] && strings.HasPrefix(r.Line, "-A ") {
 			b.WriteString("-D " + r.Line[3:] + "\n")
 		}
@@ -132,26 +119,26 @@ func writeDeletes(b *strings.Builder, t Table, present Present) {
 
 // unionTables lists the tables either side touches, in payload order; a table we never write (but that holds a
 // tagged rule) comes last so that cleanup by tag still reaches it.
-func unionTables(a, b Present) []Table {
-	used := map[Table]bool{}
+func unionTables(a, b Present) []table {
+	used := map[table]bool{}
 	for _, p := range []Present{a, b} {
-		for _, r := range p.Rules {
+		for _, r := range p.rules {
 			used[r.Table] = true
 		}
-		for t, chs := range p.Chains {
+		for t, chs := range p.chains {
 			if len(chs) > 0 {
 				used[t] = true
 			}
 		}
 	}
-	var out []Table
+	var out []table
 	for _, t := range tableOrder {
 		if used[t] {
 			out = append(out, t)
 			delete(used, t)
 		}
 	}
-	var extra []Table
+	var extra []table
 	for t := range used {
 		extra = append(extra, t)
 	}
@@ -159,8 +146,8 @@ func unionTables(a, b Present) []Table {
 	return append(out, extra...)
 }
 
-func minus(a, b []Chain) []Chain {
-	var out []Chain
+func minus(a, b []chain) []chain {
+	var out []chain
 	for _, x := range a {
 		found := false
 		for _, y := range b {
@@ -173,27 +160,27 @@ func minus(a, b []Chain) []Chain {
 	return out
 }
 
-// Lines is family f's rules as iptables-save prints them, per table and chain: what Verify expects to find.
-func (rs Ruleset) Lines(f Family) map[Table]map[Chain][]string {
-	fr, _ := rs.Family(f)
-	out := map[Table]map[Chain][]string{}
-	for _, tr := range fr.Tables {
-		out[tr.Table] = map[Chain][]string{}
+// lines is the family's rules as iptables-save prints them, per table and chain: what Verify expects to find.
+func (fr FamilyRules) lines() map[table]map[chain][]string {
+	out := map[table]map[chain][]string{}
+	for _, tr := range fr.tables {
+		out[tr.Table] = map[chain][]string{}
 		for _, r := range tr.Rules {
-			out[tr.Table][r.Chain] = append(out[tr.Table][r.Chain], r.Line(rs.Owner.Tag()))
+			out[tr.Table][r.Chain] = append(out[tr.Table][r.Chain], r.line(fr.owner.tag()))
 		}
 	}
 	return out
 }
 
-// Diff compares family f's rules with what the owner has present and describes each difference; none means
-// the namespace holds exactly this ruleset. Order matters within a chain; foreign rules are ignored.
-func (rs Ruleset) Diff(f Family, present Present) []string {
-	want := rs.Lines(f)
-	have := map[Table]map[Chain][]string{}
-	for _, r := range present.Rules {
+// Diff compares the family's rules with what the owner has present and describes each difference; none means
+// the namespace holds exactly these rules. Order matters within a chain; foreign rules are ignored.
+func (fr FamilyRules) Diff(present Present) []string {
+	f := fr.Family
+	want := fr.lines()
+	have := map[table]map[chain][]string{}
+	for _, r := range present.rules {
 		if have[r.Table] == nil {
-			have[r.Table] = map[Chain][]string{}
+			have[r.Table] = map[chain][]string{}
 		}
 		have[r.Table][r.Chain] = append(have[r.Table][r.Chain], r.Line)
 	}

@@ -8,7 +8,7 @@ import (
 )
 
 // saveOf renders a ruleset's family as iptables-save would print it after a fresh apply, plus foreign lines.
-func saveOf(rs Ruleset, f Family, foreign map[Table][]string) string {
+func saveOf(rs Ruleset, f Family, foreign map[table][]string) string {
 	var b strings.Builder
 	payload := rs.Payload(f)
 	for _, block := range strings.SplitAfter(payload, "COMMIT\n") {
@@ -22,7 +22,7 @@ func saveOf(rs Ruleset, f Family, foreign map[Table][]string) string {
 				b.WriteString(l + "\n")
 			}
 		}
-		for _, l := range foreign[Table(strings.TrimPrefix(lines[0], "*"))] {
+		for _, l := range foreign[table(strings.TrimPrefix(lines[0], "*"))] {
 			b.WriteString(l + "\n")
 		}
 		b.WriteString("COMMIT\n")
@@ -32,7 +32,7 @@ func saveOf(rs Ruleset, f Family, foreign map[Table][]string) string {
 
 func TestReplaceAndCleanupPayloads(t *testing.T) {
 	old := buildCase(t, goldenCase{name: "dns", spec: Spec{DNSCapture: true}, env: Env{Nameservers: twoNameservers}})
-	foreign := map[Table][]string{TableNat: {"-A OUTPUT -d 10.9.9.9/32 -j RETURN"}}
+	foreign := map[table][]string{tableNat: {"-A OUTPUT -d 10.9.9.9/32 -j RETURN"}}
 	saved, err := ParseSave(saveOf(old, IPv4, foreign))
 	if err != nil {
 		t.Fatal(err)
@@ -42,14 +42,15 @@ func TestReplaceAndCleanupPayloads(t *testing.T) {
 		t.Fatal(err)
 	}
 	present := saved.Present(owner)
-	if d := old.Diff(IPv4, present); len(d) != 0 {
+	oldV4, _ := old.Family(IPv4)
+	if d := oldV4.Diff(present); len(d) != 0 {
 		t.Fatalf("Diff of identical state: %v", d)
 	}
-	updated := buildCase(t, goldenCase{name: "defaults"})
-	if d := updated.Diff(IPv4, present); len(d) == 0 {
+	updated, _ := buildCase(t, goldenCase{name: "defaults"}).Family(IPv4)
+	if d := updated.Diff(present); len(d) == 0 {
 		t.Fatal("Diff found no difference between DNS and default rulesets")
 	}
-	replace := updated.ReplacePayload(IPv4, present)
+	replace := updated.ReplacePayload(present)
 	for _, want := range []string{
 		"-D OUTPUT -m comment --comment \"istio-sidecar:alloc=" + testAlloc + "\" -j ISTIO_OUTPUT_DNS\n",
 		"-F ISTIO_OUTPUT_DNS\n", "-X ISTIO_OUTPUT_DNS\n", "-D OUTPUT -m comment",
@@ -102,46 +103,6 @@ func TestTagParsing(t *testing.T) {
 	if _, err := ParseSave("*nat\n-I OUTPUT 1 -j X\nCOMMIT\n"); err == nil {
 		t.Error("ParseSave accepted an unknown line")
 	}
-}
-
-// TestFreshPayload: a one-table family whose built-in-chain rules are all jumps into our chains gets a fresh
-// payload that differs from Payload only in creating its chains with -N; every other family gets none.
-func TestFreshPayload(t *testing.T) {
-	fresh := map[string]bool{
-		"defaults": true, "redirect-include-inbound-ports": true, "redirect-exclude-inbound-ports": true,
-		"inbound-none": true, "outbound-include-exclude-cidrs": true, "outbound-none": true,
-		"exclude-1000-cidrs": true, "outbound-ports": true, "loopback-include": true,
-	}
-	for _, c := range goldenCases() {
-		rs := buildCase(t, c)
-		for _, fr := range rs.Families {
-			p, ok := rs.FreshPayload(fr.Family)
-			if ok != fresh[c.name] {
-				t.Errorf("%s %s: fresh payload offered = %v, want %v", c.name, fr.Family, ok, fresh[c.name])
-				continue
-			}
-			if ok {
-				if got := freshAsPayload(p); got != rs.Payload(fr.Family) {
-					t.Errorf("%s %s: fresh payload is not Payload with -N declarations:\n%s", c.name, fr.Family, p)
-				}
-			}
-		}
-	}
-	if _, ok := buildCase(t, goldenCase{name: "defaults"}).FreshPayload(IPv6); ok {
-		t.Error("fresh payload offered for a family the ruleset does not have")
-	}
-}
-
-// freshAsPayload turns a fresh payload's "-N CHAIN" lines back into ":CHAIN - [0:0]" declarations.
-func freshAsPayload(p string) string {
-	var b strings.Builder
-	for _, l := range strings.SplitAfter(p, "\n") {
-		if ch, ok := strings.CutPrefix(l, "-N "); ok {
-			l = ":" + strings.TrimSuffix(ch, "\n") + " - [0:0]\n"
-		}
-		b.WriteString(l)
-	}
-	return b.String()
 }
 
 // tagOracle is the tag's grammar as a regular expression, the reference tagOwner's scanner is checked against.

@@ -3,26 +3,29 @@ package rules
 import (
 	"errors"
 	"fmt"
+	"regexp"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 )
 
 // Saved is one family's iptables-save output, parsed.
 type Saved struct {
-	Tables []SavedTable
+	tables []savedTable
 }
 
-// SavedTable is one "*table" block of iptables-save output.
-type SavedTable struct {
-	Table  Table
-	Chains []Chain // every chain declared, built-in or not, in save order
-	Rules  []SavedRule
+// savedTable is one "*table" block of iptables-save output.
+type savedTable struct {
+	Table  table
+	Chains []chain // every chain declared, built-in or not, in save order
+	Rules  []savedRule
 }
 
-// SavedRule is one "-A" line of iptables-save output, kept verbatim so that it can be deleted exactly.
-type SavedRule struct {
-	Table Table
-	Chain Chain
+// savedRule is one "-A" line of iptables-save output, kept verbatim so that it can be deleted exactly.
+type savedRule struct {
+	Table table
+	Chain chain
 	Line  string // "-A CHAIN ..." as printed by iptables-save
 	Owner string // alloc ID from our tag, or "" for a rule that is not ours
 }
@@ -34,24 +37,24 @@ const commentMatch = "-m comment --comment "
 // edited.
 func ParseSave(text string) (Saved, error) {
 	var s Saved
-	var cur *SavedTable
+	var cur *savedTable
 	for n, line := range strings.Split(text, "\n") {
 		line = strings.TrimRight(line, "\r")
 		switch {
 		case line == "" || strings.HasPrefix(line, "#"):
 		case strings.HasPrefix(line, "*"):
-			s.Tables = append(s.Tables, SavedTable{Table: Table(line[1:])})
-			cur = &s.Tables[len(s.Tables)-1]
+			s.tables = append(s.tables, savedTable{Table: table(line[1:])})
+			cur = &s.tables[len(s.tables)-1]
 		case cur == nil:
 			return Saved{}, fmt.Errorf("iptables-save line %d: %q outside a table", n+1, line)
 		case line == "COMMIT":
 			cur = nil
 		case strings.HasPrefix(line, ":"):
 			name, _, _ := strings.Cut(line[1:], " ")
-			cur.Chains = append(cur.Chains, Chain(name))
+			cur.Chains = append(cur.Chains, chain(name))
 		case strings.HasPrefix(line, "-A "):
 			name, _, _ := strings.Cut(line[3:], " ")
-			cur.Rules = append(cur.Rules, SavedRule{Table: cur.Table, Chain: Chain(name), Line: line, Owner: tagOwner(line)})
+			cur.Rules = append(cur.Rules, savedRule{Table: cur.Table, Chain: chain(name), Line: line, Owner: tagOwner(line)})
 		default:
 			return Saved{}, fmt.Errorf("iptables-save line %d: unexpected %q", n+1, line)
 		}
@@ -115,7 +118,7 @@ func isIDByte(c byte) bool {
 func (s Saved) Owners() []string {
 	seen := map[string]bool{}
 	var out []string
-	for _, t := range s.Tables {
+	for _, t := range s.tables {
 		for _, r := range t.Rules {
 			if r.Owner != "" && !seen[r.Owner] {
 				seen[r.Owner] = true
@@ -129,28 +132,51 @@ func (s Saved) Owners() []string {
 
 // Present is what one owner has in one family: its tagged rules and the chains it alone fills.
 type Present struct {
-	Rules  []SavedRule
-	Chains map[Table][]Chain // our chains holding at least one rule, all of them the owner's
+	rules  []savedRule
+	chains map[table][]chain // our chains holding at least one rule, all of them the owner's
 }
 
 // Empty reports whether the owner has nothing here.
-func (p Present) Empty() bool { return len(p.Rules) == 0 }
+func (p Present) Empty() bool { return len(p.rules) == 0 }
+
+// RuleCount is how many of the owner's rules are here.
+func (p Present) RuleCount() int { return len(p.rules) }
+
+var tproxyMarkPattern = regexp.MustCompile(` -j TPROXY .*--tproxy-mark (0x[0-9a-f]+)(?:/0xffffffff)?(?: |$)`)
+
+// TProxyMarks are the --tproxy-mark values of the owner's TPROXY rules here, as iptables-save shows them:
+// the marks whose policy routing the owner added.
+func (p Present) TProxyMarks() []uint32 {
+	var out []uint32
+	for _, r := range p.rules {
+		m := tproxyMarkPattern.FindStringSubmatch(r.Line)
+		if m == nil {
+			continue
+		}
+		v, err := strconv.ParseUint(m[1], 0, 32)
+		if err != nil || slices.Contains(out, uint32(v)) {
+			continue
+		}
+		out = append(out, uint32(v))
+	}
+	return out
+}
 
 // Present extracts what owner has in this state.
 func (s Saved) Present(owner Owner) Present {
-	p := Present{Chains: map[Table][]Chain{}}
-	for _, t := range s.Tables {
-		count, mine := map[Chain]int{}, map[Chain]int{}
+	p := Present{chains: map[table][]chain{}}
+	for _, t := range s.tables {
+		count, mine := map[chain]int{}, map[chain]int{}
 		for _, r := range t.Rules {
 			count[r.Chain]++
 			if r.Owner == owner.AllocID {
 				mine[r.Chain]++
-				p.Rules = append(p.Rules, r)
+				p.rules = append(p.rules, r)
 			}
 		}
 		for _, ch := range t.Chains {
-			if IsOwnChain(ch) && mine[ch] > 0 && mine[ch] == count[ch] {
-				p.Chains[t.Table] = append(p.Chains[t.Table], ch)
+			if isOwnChain(ch) && mine[ch] > 0 && mine[ch] == count[ch] {
+				p.chains[t.Table] = append(p.chains[t.Table], ch)
 			}
 		}
 	}
@@ -166,13 +192,13 @@ var ErrForeignRules = errors.New("namespace has ISTIO_* rules not written by ist
 
 // CheckOwner returns an error if anything but owner's rules lives in, or jumps to, our chains.
 func (s Saved) CheckOwner(owner Owner) error {
-	for _, t := range s.Tables {
+	for _, t := range s.tables {
 		for _, r := range t.Rules {
 			switch {
 			case r.Owner == owner.AllocID:
 			case r.Owner != "":
 				return fmt.Errorf("%w: alloc %q (%s table, chain %s)", ErrOtherOwner, r.Owner, t.Table, r.Chain)
-			case IsOwnChain(r.Chain) || jumpsToOwnChain(r.Line):
+			case isOwnChain(r.Chain) || jumpsToOwnChain(r.Line):
 				return fmt.Errorf("%w: %s table: %q", ErrForeignRules, t.Table, r.Line)
 			}
 		}
@@ -183,7 +209,7 @@ func (s Saved) CheckOwner(owner Owner) error {
 func jumpsToOwnChain(line string) bool {
 	f := strings.Fields(line)
 	for i := 0; i+1 < len(f); i++ {
-		if (f[i] == "-j" || f[i] == "-g") && IsOwnChain(Chain(f[i+1])) {
+		if (f[i] == "-j" || f[i] == "-g") && isOwnChain(chain(f[i+1])) {
 			return true
 		}
 	}

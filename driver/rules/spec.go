@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+
+	"github.com/istio-sidecar/istio-sidecar/driver/istio"
 )
 
 // Spec is the user-facing interception config as it arrives from a jobspec's config {} block. Keys are Istio's
@@ -38,30 +40,30 @@ type Spec struct {
 
 // Defaults are the plugin-wide settings every allocation shares. They come from the operator, not from jobs.
 type Defaults struct {
-	OutboundCapturePort uint16 `codec:"outbound_capture_port"` // Envoy's virtual outbound listener (-p)
-	InboundCapturePort  uint16 `codec:"inbound_capture_port"`  // Envoy's virtual inbound listener (-z)
-	InboundTunnelPort   uint16 `codec:"inbound_tunnel_port"`   // HBONE, never captured (-e)
-	DNSCapturePort      uint16 `codec:"dns_capture_port"`      // pilot-agent's DNS proxy
+	OutboundCapturePort uint16 // Envoy's virtual outbound listener (-p)
+	InboundCapturePort  uint16 // Envoy's virtual inbound listener (-z)
+	InboundTunnelPort   uint16 // HBONE, never captured (-e)
+	DNSCapturePort      uint16 // pilot-agent's DNS proxy
 	// ExcludeInboundPorts are never captured inbound: Envoy's Prometheus, health and agent status ports (-d).
-	ExcludeInboundPorts []uint16 `codec:"exclude_inbound_ports"`
-	ProxyUIDs           []uint32 `codec:"proxy_uids"` // the proxy's own traffic is never captured (-u)
-	ProxyGIDs           []uint32 `codec:"proxy_gids"` // (-g)
-	TProxyMark          uint32   `codec:"tproxy_mark"`
+	ExcludeInboundPorts []uint16
+	ProxyUIDs           []uint32 // the proxy's own traffic is never captured (-u)
+	ProxyGIDs           []uint32 // (-g)
+	TProxyMark          uint32
 	// HostLoopback is the IPv4 loopback destination that app-to-app traffic uses (ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR).
-	HostLoopback netip.Prefix `codec:"-"`
+	HostLoopback netip.Prefix
 }
 
 // StandardDefaults returns Istio's defaults for a sidecar.
 func StandardDefaults() Defaults {
 	return Defaults{
-		OutboundCapturePort: 15001,
-		InboundCapturePort:  15006,
-		InboundTunnelPort:   15008,
-		DNSCapturePort:      15053,
-		ExcludeInboundPorts: []uint16{15090, 15021, 15020},
-		ProxyUIDs:           []uint32{1337},
-		ProxyGIDs:           []uint32{1337},
-		TProxyMark:          1337,
+		OutboundCapturePort: istio.OutboundCapturePort,
+		InboundCapturePort:  istio.InboundCapturePort,
+		InboundTunnelPort:   istio.TunnelPort,
+		DNSCapturePort:      istio.DNSCapturePort,
+		ExcludeInboundPorts: []uint16{istio.PrometheusPort, istio.HealthPort, istio.StatusPort},
+		ProxyUIDs:           []uint32{istio.ProxyUID},
+		ProxyGIDs:           []uint32{istio.ProxyGID},
+		TProxyMark:          istio.TProxyMark,
 		HostLoopback:        netip.MustParsePrefix("127.0.0.1/32"),
 	}
 }
@@ -82,9 +84,6 @@ type Owner struct {
 // TagPrefix starts the comment on every rule the driver writes: "istio-sidecar:alloc=<allocID>".
 const TagPrefix = "istio-sidecar:alloc="
 
-// MaxComment is iptables' limit for a comment (XT_MAX_COMMENT_LEN - 1).
-const MaxComment = 255
-
 // allocIDPattern accepts Nomad's UUIDs and other short tokens. It excludes quotes, spaces, '=' and control
 // characters so a tag can never break out of its --comment argument or be confused with another tag.
 var allocIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
@@ -100,8 +99,8 @@ func (o Owner) Validate() error {
 	return nil
 }
 
-// Tag is the comment text carried by every rule of this owner.
-func (o Owner) Tag() string { return TagPrefix + o.AllocID }
+// tag is the comment text carried by every rule of this owner.
+func (o Owner) tag() string { return TagPrefix + o.AllocID }
 
 // FieldError reports a bad value of one Spec or Defaults field, named by its HCL key.
 type FieldError struct {

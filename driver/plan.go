@@ -1,7 +1,6 @@
 package driver
 
 import (
-	"context"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -76,31 +75,73 @@ func withHostSafety(spec rules.Spec, ports []string) (rules.Spec, error) {
 	return spec, nil
 }
 
-// interceptionFor decides the task's interception inputs: merged settings and what the namespace holds.
-func (d *Driver) interceptionFor(cfg *drivers.TaskConfig, tc TaskConfig) (interceptionInputs, error) {
-	spec, err := d.interceptionSpec(tc, isHostMode(cfg))
-	if err != nil {
-		return interceptionInputs{}, err
-	}
-	var servers []string
-	if cfg.DNS != nil {
-		servers = cfg.DNS.Servers
-	}
-	return inspectNamespace(netnsOf(cfg), spec, servers)
+// placement is where Nomad runs the task's group, as far as interception cares.
+type placement struct {
+	// netns is the group's network namespace, and host is host mode (the rules go in the plugin's own
+	// namespace). Neither is a group namespace not at hand, which only the operator CLI's dry run meets: it
+	// is taken to have IPv4 only and is not inspected.
+	netns string
+	host  bool
+	// dnsServers are the group's dns block's: DNS capture redirects those rather than resolv.conf's.
+	dnsServers []string
 }
 
-// interceptionSpec is the fleet's settings under the job's, plus the host-safety ports in host mode.
-func (d *Driver) interceptionSpec(tc TaskConfig, host bool) (rules.Spec, error) {
-	spec := mergeSpec(d.settings.Interception, tc.Spec)
-	if !host {
-		return spec, nil
+func placementOf(cfg *drivers.TaskConfig) placement {
+	var at placement
+	if cfg.NetworkIsolation != nil {
+		at.netns = cfg.NetworkIsolation.Path
 	}
-	if isTProxy(spec) {
+	at.host = at.netns == ""
+	if cfg.DNS != nil {
+		at.dnsServers = cfg.DNS.Servers
+	}
+	return at
+}
+
+// interceptionPlan is the task's interception as the two config blocks and the placement decide it, before
+// anything on the host is read or changed.
+type interceptionPlan struct {
+	placement
+	// spec is the fleet's settings under the job's, plus the host-safety ports in host mode.
+	spec rules.Spec
+}
+
+// planInterception decides the task's interception; a pure function of the plugin settings, the task
+// config and the placement.
+func planInterception(s *settings, tc TaskConfig, at placement) (interceptionPlan, error) {
+	p := interceptionPlan{placement: at, spec: mergeSpec(s.Interception, tc.Spec)}
+	if !at.host {
+		return p, nil
+	}
+	if isTProxy(p.spec) {
 		// TPROXY's Envoy holds CAP_NET_RAW, whose raw sockets and marks act on the namespace they are opened in:
 		// the allocation's own in a group, the host's in host mode.
-		return spec, fmt.Errorf("interception_mode: %q is for bridge and CNI networking only; host mode uses \"REDIRECT\"", spec.InterceptionMode)
+		return p, fmt.Errorf("interception_mode: %q is for bridge and CNI networking only; host mode uses \"REDIRECT\"", p.spec.InterceptionMode)
 	}
-	return withHostSafety(spec, d.settings.HostExcludePorts)
+	var err error
+	p.spec, err = withHostSafety(p.spec, s.HostExcludePorts)
+	return p, err
+}
+
+// mode is the interception mode pilot-agent is told about.
+func (p interceptionPlan) mode() rules.Mode {
+	if isTProxy(p.spec) {
+		return rules.ModeTProxy
+	}
+	return rules.ModeRedirect
+}
+
+// inspect reads what the rules depend on in the namespace the plan names.
+func (p interceptionPlan) inspect() (interceptionInputs, error) {
+	if p.host || p.netns != "" {
+		return inspectNamespace(p.netns, p.spec, p.dnsServers)
+	}
+	// No namespace to inspect: a group namespace with IPv4 only; resolv.conf is read for DNS capture alone.
+	servers, err := netfilter.Nameservers(dnsResolvConf(p.spec))
+	if err != nil {
+		return interceptionInputs{}, fmt.Errorf("DNS capture: %w", err)
+	}
+	return inputs(p.spec, rules.Env{Nameservers: servers}), nil
 }
 
 func isTProxy(spec rules.Spec) bool { return spec.InterceptionMode == string(rules.ModeTProxy) }
@@ -152,52 +193,31 @@ func inputs(spec rules.Spec, env rules.Env) interceptionInputs {
 	return in
 }
 
-// ruleset parses and builds; errors name the jobspec key and value.
-func (d *Driver) ruleset(allocID string, in interceptionInputs) (rules.Ruleset, error) {
+// ruleset parses and builds; errors name the jobspec key and value. A recovered task rebuilds its ruleset
+// from its persisted inputs with the same call.
+func (in interceptionInputs) ruleset(s *settings, allocID string) (rules.Ruleset, error) {
 	env := rules.Env{HasIPv6: in.HasIPv6}
-	for _, s := range in.Nameservers {
-		a, err := netip.ParseAddr(s)
+	for _, ns := range in.Nameservers {
+		a, err := netip.ParseAddr(ns)
 		if err != nil {
-			return rules.Ruleset{}, fmt.Errorf("nameserver %q: %w", s, err)
+			return rules.Ruleset{}, fmt.Errorf("nameserver %q: %w", ns, err)
 		}
 		env.Nameservers = append(env.Nameservers, a)
 	}
-	cfg, err := rules.Parse(in.Spec, d.ruleDefaults(), env)
+	cfg, err := rules.Parse(in.Spec, s.ruleDefaults(), env)
 	if err != nil {
 		return rules.Ruleset{}, err
 	}
 	return rules.Build(cfg, rules.Owner{AllocID: allocID})
 }
 
-func (d *Driver) ruleDefaults() rules.Defaults {
+// ruleDefaults are Istio's, with the plugin's proxy user.
+func (s *settings) ruleDefaults() rules.Defaults {
 	def := rules.StandardDefaults()
-	def.ProxyUIDs = []uint32{uint32(d.settings.ProxyUID)}
-	def.ProxyGIDs = []uint32{uint32(d.settings.ProxyGID)}
+	def.ProxyUIDs = []uint32{uint32(s.ProxyUID)}
+	def.ProxyGIDs = []uint32{uint32(s.ProxyGID)}
 	return def
 }
-
-// applyRules installs the ruleset and reports each family as a task event. found says whether the allocation's
-// rules were already there (a restart within the grace period).
-func (d *Driver) applyRules(ctx context.Context, cfg *drivers.TaskConfig, rs rules.Ruleset) (found bool, err error) {
-	reports, err := netfilter.Apply(ctx, netnsOf(cfg), rs)
-	if err != nil {
-		return false, fmt.Errorf("installing the interception rules: %w", err)
-	}
-	for _, r := range reports {
-		d.emit(cfg, "%s", r.String())
-		found = found || r.Found
-	}
-	return found, nil
-}
-
-func netnsOf(cfg *drivers.TaskConfig) string {
-	if cfg.NetworkIsolation != nil {
-		return cfg.NetworkIsolation.Path
-	}
-	return ""
-}
-
-func isHostMode(cfg *drivers.TaskConfig) bool { return netnsOf(cfg) == "" }
 
 // checkHostModePorts refuses a host-mode sidecar whose group did not reserve the capture ports as static
 // ports: that reservation is what makes the scheduler place at most one host-mode meshed group per node.
