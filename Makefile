@@ -31,9 +31,14 @@ demo: setup build standin ## The driver end to end on this machine (root): a mes
 build: ## Build the plugin into bin/istio-sidecar
 	go build -trimpath -ldflags "$(LDFLAGS)" -o bin/istio-sidecar ./cmd/istio-sidecar
 
+# bin/standin-envoy is for the suites with no istiod (driver integration, e2e, demo), which can set nothing in the
+# proxy's environment: built to default to STANDIN_ENVOY_CONTROL_PLANE=none, it opens 15001/15006 itself and is
+# ready at once. bin/standin-envoy-xds is the stand-in as it is by default: xDS and SDS through pilot-agent, ready
+# once istiod's clusters and listeners have arrived.
 .PHONY: standin
 standin: ## Build the stand-in Envoy used by the tests (never a plugin default)
-	go build -o bin/standin-envoy ./testdoubles/standin-envoy
+	go build -ldflags "-X main.defaultControlPlane=none" -o bin/standin-envoy ./testdoubles/standin-envoy
+	go build -o bin/standin-envoy-xds ./testdoubles/standin-envoy
 
 .PHONY: nomad
 nomad: ## Build the Nomad v1.6.3 agent from its MPL-2.0 module source into the cache (~3.5 min the first time)

@@ -204,6 +204,8 @@ func startAgent(t *testing.T, ns, agent, standin, work, connLog, agentLog string
 			"\ndiscoveryAddress: 127.0.0.1:15012\nterminationDrainDuration: 1s\n",
 		"POD_NAME=standin-0", "POD_NAMESPACE=default", "SERVICE_ACCOUNT=standin", "INSTANCE_IP=" + instanceIP,
 		envConnectionLog + "=" + connLog,
+		// No istiod here: the stand-in gives itself the capture listeners and is ready without CDS or LDS.
+		envControlPlane + "=" + controlPlaneNone,
 	}
 	// `ip netns exec` execs pilot-agent in place, so cmd.Process is the agent and signals reach it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 0, Gid: proxyGID}}
