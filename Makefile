@@ -75,9 +75,13 @@ check: ## gofmt and go vet
 	go vet ./...
 	go vet -tags e2e ./e2e/...
 
+# The control plane the tests against a real istiod start (internal/controlplane reads these).
+CONTROL_PLANE_ENV = ISTIO_SIDECAR_ETCD=$$(build/etcd.sh) ISTIO_SIDECAR_KUBE_APISERVER=$$(build/kube-apiserver.sh) \
+	ISTIO_SIDECAR_ISTIOD=$$(build/istiod.sh)
+
 .PHONY: unit
-unit: setup build standin ## Unit and driver integration tests (real pilot-agent, Nomad's driver harness)
-	ISTIO_SIDECAR_PILOT_AGENT=$(PILOT_AGENT) ISTIO_SIDECAR_ENVOY=$(ISTIO_SIDECAR_ENVOY) \
+unit: setup build standin ## Unit and driver integration tests (real pilot-agent, Nomad's driver harness, real istiod)
+	$(CONTROL_PLANE_ENV) ISTIO_SIDECAR_PILOT_AGENT=$(PILOT_AGENT) ISTIO_SIDECAR_ENVOY=$(ISTIO_SIDECAR_ENVOY) \
 	ISTIO_SIDECAR_REQUIRE_INTEGRATION=1 go test -race -count=1 -timeout 15m ./...
 
 .PHONY: e2e
