@@ -2,7 +2,6 @@ package controlplane
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -90,9 +89,6 @@ func (p *process) tail(n int) []byte {
 	}
 	return data
 }
-
-// errNotYet is a condition that is not met yet; waitUntil polls again.
-var errNotYet = errors.New("not yet")
 
 // waitUntil polls cond until it returns nil, failing the test when the timeout passes or p exits first.
 func waitUntil(t TB, p *process, timeout time.Duration, what string, cond func() error) {

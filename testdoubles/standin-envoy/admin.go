@@ -88,7 +88,7 @@ func (p *proxy) handleServerInfo(w http.ResponseWriter, _ *http.Request) {
 		"hot_restart_version":  "disabled",
 		"uptime_current_epoch": uptime,
 		"uptime_all_epochs":    uptime,
-		"node":                 json.RawMessage(dumpJSON.Format(p.boot.proto.GetNode())),
+		"node":                 json.RawMessage(dumpJSON.Format(p.boot.proto.GetNode())), // re-encoded: protojson's spacing goes
 		"command_line_options": map[string]any{
 			"config_path":  p.opts.configPath,
 			"config_yaml":  p.opts.configYAML,

@@ -92,6 +92,10 @@ func TestAdminConfigDumpAndMethods(t *testing.T) {
 		if dump.Configs[0]["bootstrap"] == nil {
 			t.Errorf("/config_dump%s has no bootstrap", query)
 		}
+		// Laid out as Envoy prints it, whatever spacing protojson chose this run: readers match this text.
+		if !strings.Contains(body, `"@type": "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump"`) || strings.Contains(body, ":  ") {
+			t.Errorf("/config_dump%s is not laid out as Envoy's: %.200s", query, body)
+		}
 	}
 	if code, _ := do(t, h, "GET", "/drain_listeners"); code != http.StatusMethodNotAllowed {
 		t.Errorf("GET /drain_listeners = %d, want 405", code)

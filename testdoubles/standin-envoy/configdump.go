@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"net/http"
 
 	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
@@ -22,8 +24,24 @@ import (
 // anyResolver prints every typed config the stand-in knows in full and keeps the @type of the others.
 var anyResolver = xds.NewResolver()
 
-// dumpJSON is Envoy's admin JSON: proto field names (snake_case), indented.
-var dumpJSON = protojson.MarshalOptions{UseProtoNames: true, Resolver: anyResolver, Multiline: true, Indent: " "}
+// dumpJSON is Envoy's admin JSON: proto field names (snake_case).
+var dumpJSON = protojson.MarshalOptions{UseProtoNames: true, Resolver: anyResolver}
+
+// adminJSON prints m as Envoy's admin API does, indented with one space after each colon. protojson varies its
+// whitespace from run to run on purpose; encoding/json's Indent lays it out anew, so that a reader that matches
+// text (as pilot-agent's users and our tests do) sees what Envoy prints.
+func adminJSON(m proto.Message) ([]byte, error) {
+	compact, err := dumpJSON.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	var out bytes.Buffer
+	if err := json.Indent(&out, compact, "", " "); err != nil {
+		return nil, err
+	}
+	out.WriteByte('\n')
+	return out.Bytes(), nil
+}
 
 // handleConfigDump serves envoy.admin.v3.ConfigDump as Envoy does: bootstrap, clusters, listeners, routes and
 // secrets (keys redacted), and the endpoints only when asked with ?include_eds.
@@ -46,13 +64,13 @@ func (p *proxy) handleConfigDump(w http.ResponseWriter, r *http.Request) {
 		}
 		dump.Configs = append(dump.Configs, a)
 	}
-	out, err := dumpJSON.Marshal(dump)
+	out, err := adminJSON(dump)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write(append(out, '\n'))
+	_, _ = w.Write(out)
 }
 
 // snapshot is what the control plane gave, or with none the capture listeners the stand-in opened itself,

@@ -76,16 +76,16 @@ func (p *proxy) handleCerts(w http.ResponseWriter, _ *http.Request) {
 	if len(chains) == 0 && len(cas) > 0 {
 		out.Certificates = append(out.Certificates, &adminv3.Certificate{CaCert: cas})
 	}
-	body, err := dumpJSON.Marshal(out)
+	body, err := adminJSON(out)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
 	if len(out.Certificates) == 0 {
-		body = []byte(`{"certificates": []}`) // protojson leaves an empty list out; Envoy prints it
+		body = []byte("{\n \"certificates\": []\n}\n") // protojson leaves an empty list out; Envoy prints it
 	}
 	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write(append(body, '\n'))
+	_, _ = w.Write(body)
 }
 
 // certDetails describes each certificate of an inline PEM bundle as Envoy's /certs does. A file-based source
