@@ -222,6 +222,9 @@ func (p *proxy) markLive() error {
 	p.mu.Lock()
 	p.live = true
 	err := p.reconcileLocked()
+	if p.xds == nil {
+		p.stats.gauge("listener_manager.total_listeners_active").set(uint64(len(p.boot.httpListeners) + len(p.bound)))
+	}
 	p.mu.Unlock()
 	if err != nil {
 		return err
