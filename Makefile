@@ -31,9 +31,14 @@ demo: setup build standin ## The driver end to end on this machine (root): a mes
 build: ## Build the plugin into bin/istio-sidecar
 	go build -trimpath -ldflags "$(LDFLAGS)" -o bin/istio-sidecar ./cmd/istio-sidecar
 
+# bin/standin-envoy is for the suites with no istiod (driver integration, e2e, demo), which can set nothing in the
+# proxy's environment: built to default to STANDIN_ENVOY_CONTROL_PLANE=none, it opens 15001/15006 itself and is
+# ready at once. bin/standin-envoy-xds is the stand-in as it is by default: xDS and SDS through pilot-agent, ready
+# once istiod's clusters and listeners have arrived.
 .PHONY: standin
 standin: ## Build the stand-in Envoy used by the tests (never a plugin default)
-	go build -o bin/standin-envoy ./testdoubles/standin-envoy
+	go build -ldflags "-X main.defaultControlPlane=none" -o bin/standin-envoy ./testdoubles/standin-envoy
+	go build -o bin/standin-envoy-xds ./testdoubles/standin-envoy
 
 .PHONY: nomad
 nomad: ## Build the Nomad v1.6.3 agent from its MPL-2.0 module source into the cache (~3.5 min the first time)
@@ -70,9 +75,13 @@ check: ## gofmt and go vet
 	go vet ./...
 	go vet -tags e2e ./e2e/...
 
+# The control plane the tests against a real istiod start (internal/controlplane reads these).
+CONTROL_PLANE_ENV = ISTIO_SIDECAR_ETCD=$$(build/etcd.sh) ISTIO_SIDECAR_KUBE_APISERVER=$$(build/kube-apiserver.sh) \
+	ISTIO_SIDECAR_ISTIOD=$$(build/istiod.sh)
+
 .PHONY: unit
-unit: setup build standin ## Unit and driver integration tests (real pilot-agent, Nomad's driver harness)
-	ISTIO_SIDECAR_PILOT_AGENT=$(PILOT_AGENT) ISTIO_SIDECAR_ENVOY=$(ISTIO_SIDECAR_ENVOY) \
+unit: setup build standin ## Unit and driver integration tests (real pilot-agent, Nomad's driver harness, real istiod)
+	$(CONTROL_PLANE_ENV) ISTIO_SIDECAR_PILOT_AGENT=$(PILOT_AGENT) ISTIO_SIDECAR_ENVOY=$(ISTIO_SIDECAR_ENVOY) \
 	ISTIO_SIDECAR_REQUIRE_INTEGRATION=1 go test -race -count=1 -timeout 15m ./...
 
 .PHONY: e2e

@@ -66,3 +66,27 @@ func ip(t TB, args ...string) string {
 	}
 	return string(out)
 }
+
+// LinkToHost connects the namespace to the host with a veth pair: eth0 in the namespace holding nsAddr, and on
+// the host a link named v<8 hex digits> holding hostAddr (both CIDR, one subnet), so that a process in the
+// namespace reaches a server the test runs on the host's hostAddr. The host link goes when the test ends. It
+// changes no rule on the host; the subnet must be one the host does not use.
+func (ns Netns) LinkToHost(t TB, hostAddr, nsAddr string) {
+	t.Helper()
+	b := make([]byte, 4)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatalf("choosing a link name: %v", err)
+	}
+	host := "v" + hex.EncodeToString(b)
+	ip(t, "link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", ns.Name)
+	t.Cleanup(func() {
+		// Deleting either end deletes the pair; the namespace's removal would too, but it runs later.
+		if out, err := exec.Command("ip", "link", "delete", host).CombinedOutput(); err != nil && !strings.Contains(string(out), "Cannot find") {
+			t.Errorf("deleting host link %s: %v: %s", host, err, out)
+		}
+	})
+	ip(t, "addr", "add", hostAddr, "dev", host)
+	ip(t, "link", "set", host, "up")
+	ns.IP(t, "addr", "add", nsAddr, "dev", "eth0")
+	ns.IP(t, "link", "set", "eth0", "up")
+}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
-	"strings"
 	"time"
 )
 
@@ -43,6 +42,7 @@ func (p *proxy) adminHandler() http.Handler {
 	mux.HandleFunc("GET /stats", p.handleStats)
 	mux.HandleFunc("GET /stats/prometheus", p.handlePrometheus)
 	mux.HandleFunc("GET /config_dump", p.handleConfigDump)
+	mux.HandleFunc("GET /certs", p.handleCerts)
 	mux.HandleFunc("GET /listeners", p.handleListeners)
 	mux.HandleFunc("POST /drain_listeners", p.handleDrainListeners)
 	mux.HandleFunc("POST /healthcheck/fail", p.handleHealthcheck(stateDraining))
@@ -67,7 +67,7 @@ func (p *proxy) handleHelp(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNotFound)
 		fmt.Fprintf(w, "invalid path. ")
 	}
-	fmt.Fprint(w, "admin commands are (standin-envoy subset):\n  /config_dump\n  /drain_listeners (POST)\n"+
+	fmt.Fprint(w, "admin commands are (standin-envoy subset):\n  /certs\n  /config_dump\n  /drain_listeners (POST)\n"+
 		"  /healthcheck/fail (POST)\n  /healthcheck/ok (POST)\n  /listeners\n  /quitquitquit (POST)\n"+
 		"  /ready\n  /server_info\n  /stats\n  /stats/prometheus\n")
 }
@@ -88,7 +88,7 @@ func (p *proxy) handleServerInfo(w http.ResponseWriter, _ *http.Request) {
 		"hot_restart_version":  "disabled",
 		"uptime_current_epoch": uptime,
 		"uptime_all_epochs":    uptime,
-		"node":                 p.boot.node,
+		"node":                 json.RawMessage(dumpJSON.Format(p.boot.proto.GetNode())), // re-encoded: protojson's spacing goes
 		"command_line_options": map[string]any{
 			"config_path":  p.opts.configPath,
 			"config_yaml":  p.opts.configYAML,
@@ -152,55 +152,10 @@ func (p *proxy) handlePrometheus(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// handleConfigDump returns the bootstrap and listeners in envoy.admin.v3.ConfigDump's JSON shape, enough
-// for `pilot-agent request GET config_dump` and for a human; it is not a faithful dump of Envoy's state.
-func (p *proxy) handleConfigDump(w http.ResponseWriter, _ *http.Request) {
-	now := time.Now().UTC().Format(time.RFC3339Nano)
-	var static []any
-	if sr, ok := p.boot.raw["static_resources"].(map[string]any); ok {
-		if ls, ok := sr["listeners"].([]any); ok {
-			for _, l := range ls {
-				static = append(static, map[string]any{"listener": l, "last_updated": now})
-			}
-		}
-	}
-	var dynamic []any
-	for _, t := range p.transparent {
-		dynamic = append(dynamic, map[string]any{
-			"name": t.envoyName,
-			"active_state": map[string]any{"listener": map[string]any{
-				"@type":            "type.googleapis.com/envoy.config.listener.v3.Listener",
-				"name":             t.envoyName,
-				"address":          map[string]any{"socket_address": map[string]any{"address": "0.0.0.0", "port_value": t.port}},
-				"use_original_dst": true,
-			}, "last_updated": now},
-		})
-	}
-	writeJSON(w, map[string]any{"configs": []any{
-		map[string]any{
-			"@type":        "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump",
-			"bootstrap":    p.boot.raw,
-			"last_updated": now,
-		},
-		map[string]any{
-			"@type":             "type.googleapis.com/envoy.admin.v3.ListenersConfigDump",
-			"static_listeners":  static,
-			"dynamic_listeners": dynamic,
-		},
-	}})
-}
-
 func (p *proxy) handleListeners(w http.ResponseWriter, _ *http.Request) {
-	var b strings.Builder
-	for _, l := range p.boot.httpListeners {
-		for _, a := range l.addrs {
-			fmt.Fprintf(&b, "%s::%s\n", l.name, a)
-		}
+	for _, line := range p.listenerLines() {
+		fmt.Fprintln(w, line)
 	}
-	for _, t := range p.transparent {
-		fmt.Fprintf(&b, "%s::0.0.0.0:%d\n", t.envoyName, t.port)
-	}
-	fmt.Fprint(w, b.String())
 }
 
 // handleDrainListeners accepts pilot-agent's POST drain_listeners?inboundonly&graceful (pkg/envoy/admin.go),

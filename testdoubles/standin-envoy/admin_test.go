@@ -18,7 +18,8 @@ func testProxy(t *testing.T) *proxy {
 		t.Fatal(err)
 	}
 	p := &proxy{boot: b, stats: newStatStore(), events: &eventLog{stderr: io.Discard}, started: time.Now(),
-		quit: make(chan struct{}, 1), transparent: transparentListeners, beh: behaviour{mode: modeNormal}}
+		quit: make(chan struct{}, 1), ready: make(chan struct{}), bound: map[string]boundListener{},
+		beh: behaviour{mode: modeNormal, controlPlane: controlPlaneNone}}
 	p.setState(statePreInitializing)
 	return p
 }
@@ -36,7 +37,9 @@ func TestAdminReadyAndServerInfo(t *testing.T) {
 	if code, body := do(t, h, "GET", "/ready"); code != 503 || body != "PRE_INITIALIZING\n" {
 		t.Errorf("/ready before = %d %q", code, body)
 	}
-	p.markReady()
+	if err := p.markLive(); err != nil {
+		t.Fatal(err)
+	}
 	if code, body := do(t, h, "GET", "/ready"); code != 200 || body != "LIVE\n" {
 		t.Errorf("/ready after = %d %q", code, body)
 	}
@@ -55,7 +58,9 @@ func TestAdminReadyAndServerInfo(t *testing.T) {
 
 func TestAdminStatsQuery(t *testing.T) {
 	p := testProxy(t)
-	p.markReady()
+	if err := p.markLive(); err != nil {
+		t.Fatal(err)
+	}
 	code, body := do(t, p.adminHandler(), "GET", "/stats?usedonly&filter="+readyStatsRegex)
 	if code != 200 || body != "listener_manager.workers_started: 1\nserver.state: 0\n" {
 		t.Errorf("/stats = %d %q", code, body)
@@ -68,15 +73,29 @@ func TestAdminStatsQuery(t *testing.T) {
 func TestAdminConfigDumpAndMethods(t *testing.T) {
 	p := testProxy(t)
 	h := p.adminHandler()
-	code, body := do(t, h, "GET", "/config_dump")
-	var dump struct {
-		Configs []map[string]any `json:"configs"`
-	}
-	if err := json.Unmarshal([]byte(body), &dump); err != nil || code != 200 || len(dump.Configs) != 2 {
-		t.Fatalf("/config_dump = %d: %v", code, err)
-	}
-	if dump.Configs[0]["@type"] != "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump" || dump.Configs[0]["bootstrap"] == nil {
-		t.Errorf("first config = %v", dump.Configs[0]["@type"])
+	for query, want := range map[string][]string{
+		"":             {"Bootstrap", "Clusters", "Listeners", "Routes", "Secrets"},
+		"?include_eds": {"Bootstrap", "Clusters", "Endpoints", "Listeners", "Routes", "Secrets"},
+	} {
+		code, body := do(t, h, "GET", "/config_dump"+query)
+		var dump struct {
+			Configs []map[string]any `json:"configs"`
+		}
+		if err := json.Unmarshal([]byte(body), &dump); err != nil || code != 200 || len(dump.Configs) != len(want) {
+			t.Fatalf("/config_dump%s = %d, %d configs: %v", query, code, len(dump.Configs), err)
+		}
+		for i, w := range want {
+			if got := dump.Configs[i]["@type"]; got != "type.googleapis.com/envoy.admin.v3."+w+"ConfigDump" {
+				t.Errorf("/config_dump%s configs[%d] = %v, want %sConfigDump", query, i, got, w)
+			}
+		}
+		if dump.Configs[0]["bootstrap"] == nil {
+			t.Errorf("/config_dump%s has no bootstrap", query)
+		}
+		// Laid out as Envoy prints it, whatever spacing protojson chose this run: readers match this text.
+		if !strings.Contains(body, `"@type": "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump"`) || strings.Contains(body, ":  ") {
+			t.Errorf("/config_dump%s is not laid out as Envoy's: %.200s", query, body)
+		}
 	}
 	if code, _ := do(t, h, "GET", "/drain_listeners"); code != http.StatusMethodNotAllowed {
 		t.Errorf("GET /drain_listeners = %d, want 405", code)

@@ -2,11 +2,18 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
+	"math"
 	"net/netip"
 	"os"
-	"strconv"
+
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 )
 
 // Istio's defaults (pilot/cmd/pilot-agent/options, tools/packaging/common/envoy_bootstrap.json), used only
@@ -18,16 +25,18 @@ const (
 	defaultPrometheusPort = 15090
 )
 
-// bootstrap is the part of Envoy's bootstrap the stand-in acts on, plus the whole document for config_dump.
+// bootstrap is Envoy's bootstrap (envoy.config.bootstrap.v3.Bootstrap) and what the stand-in acts on in it.
 type bootstrap struct {
-	raw   map[string]any
+	proto *bootstrapv3.Bootstrap
 	admin netip.AddrPort
-	node  json.RawMessage
 	// httpListeners are the static listeners whose HTTP routes point at static clusters: in Istio's
 	// template the 15021 health listener and the 15090 Prometheus listener.
 	httpListeners []httpListener
 	// skipped names static listeners the stand-in cannot serve (TLS ones: the optional secure metrics ports).
 	skipped []string
+	// pipes maps each static cluster whose endpoint is a unix socket to its path: in Istio's template xds-grpc
+	// (pilot-agent's XDS proxy) and sds-grpc (its SDS server), relative to the working directory.
+	pipes map[string]string
 }
 
 type httpListener struct {
@@ -44,85 +53,9 @@ type route struct {
 	upstream netip.AddrPort
 }
 
-// The JSON shapes below mirror the proto3 JSON of envoy.config.bootstrap.v3.Bootstrap, reduced to the fields
-// read here. Proto JSON accepts both the snake_case and the lowerCamelCase name of a field, and Istio's own
-// template uses "additionalAddresses", so that one is read under both names.
-type socketAddress struct {
-	Address   string    `json:"address"`
-	PortValue portValue `json:"port_value"`
-}
-
-type address struct {
-	SocketAddress *socketAddress `json:"socket_address"`
-}
-
-type listenerJSON struct {
-	Name                string  `json:"name"`
-	Address             address `json:"address"`
-	AdditionalAddresses []struct {
-		Address address `json:"address"`
-	} `json:"additional_addresses"`
-	AdditionalAddressesCamel []struct {
-		Address address `json:"address"`
-	} `json:"additionalAddresses"`
-	FilterChains []struct {
-		TransportSocket json.RawMessage `json:"transport_socket"`
-		Filters         []struct {
-			Name        string `json:"name"`
-			TypedConfig struct {
-				RouteConfig struct {
-					VirtualHosts []struct {
-						Routes []struct {
-							Match struct {
-								Prefix string `json:"prefix"`
-							} `json:"match"`
-							Route struct {
-								Cluster string `json:"cluster"`
-							} `json:"route"`
-						} `json:"routes"`
-					} `json:"virtual_hosts"`
-				} `json:"route_config"`
-			} `json:"typed_config"`
-		} `json:"filters"`
-	} `json:"filter_chains"`
-}
-
-type clusterJSON struct {
-	Name           string `json:"name"`
-	LoadAssignment struct {
-		Endpoints []struct {
-			LbEndpoints []struct {
-				Endpoint struct {
-					Address address `json:"address"`
-				} `json:"endpoint"`
-			} `json:"lb_endpoints"`
-		} `json:"endpoints"`
-	} `json:"load_assignment"`
-}
-
-type bootstrapJSON struct {
-	Node  json.RawMessage `json:"node"`
-	Admin struct {
-		Address address `json:"address"`
-	} `json:"admin"`
-	StaticResources struct {
-		Listeners []listenerJSON `json:"listeners"`
-		Clusters  []clusterJSON  `json:"clusters"`
-	} `json:"static_resources"`
-}
-
-// portValue accepts a port as a JSON number or, as proto JSON also allows, a string.
-type portValue uint16
-
-func (p *portValue) UnmarshalJSON(b []byte) error {
-	s := string(bytes.Trim(b, `"`))
-	n, err := strconv.ParseUint(s, 10, 16)
-	if err != nil {
-		return fmt.Errorf("port_value %s: %w", b, err)
-	}
-	*p = portValue(n)
-	return nil
-}
+// bootstrapJSON decodes like Envoy with --allow-unknown-static-fields, which pilot-agent passes: a field newer
+// than these types is ignored, and so is the content of a typed config of a type not registered.
+var bootstrapJSON = protojson.UnmarshalOptions{DiscardUnknown: true, Resolver: anyResolver}
 
 // loadBootstrap reads the file given with -c and applies --config-yaml on top, as Envoy does.
 func loadBootstrap(path, overlay string) (*bootstrap, error) {
@@ -137,77 +70,53 @@ func loadBootstrap(path, overlay string) (*bootstrap, error) {
 }
 
 func parseBootstrap(data []byte, overlay string) (*bootstrap, error) {
-	doc := map[string]any{}
+	boot := &bootstrapv3.Bootstrap{}
 	if len(bytes.TrimSpace(data)) > 0 {
-		if err := json.Unmarshal(data, &doc); err != nil {
-			return nil, fmt.Errorf("bootstrap is not JSON (the stand-in reads no YAML): %w", err)
+		if err := bootstrapJSON.Unmarshal(data, boot); err != nil {
+			return nil, fmt.Errorf("bootstrap is not Envoy's bootstrap in JSON (the stand-in reads no YAML): %w", err)
 		}
 	}
 	if overlay != "" {
-		// pilot-agent converts ISTIO_BOOTSTRAP_OVERRIDE to JSON before passing it (pkg/envoy/proxy.go).
-		var over map[string]any
-		if err := json.Unmarshal([]byte(overlay), &over); err != nil {
-			return nil, fmt.Errorf("--config-yaml is not JSON (the stand-in reads no YAML): %w", err)
+		// pilot-agent converts ISTIO_BOOTSTRAP_OVERRIDE to JSON before passing it (pkg/envoy/proxy.go). Envoy
+		// merges it with MergeFrom: messages field by field, repeated fields appended, scalars replaced.
+		over := &bootstrapv3.Bootstrap{}
+		if err := bootstrapJSON.Unmarshal([]byte(overlay), over); err != nil {
+			return nil, fmt.Errorf("--config-yaml is not Envoy's bootstrap in JSON (the stand-in reads no YAML): %w", err)
 		}
-		mergeProtoJSON(doc, over)
+		proto.Merge(boot, over)
 	}
-	merged, err := json.Marshal(doc)
-	if err != nil {
-		return nil, fmt.Errorf("re-encoding bootstrap: %w", err)
-	}
-	var bj bootstrapJSON
-	if err := json.Unmarshal(merged, &bj); err != nil {
-		return nil, fmt.Errorf("decoding bootstrap: %w", err)
-	}
-	return resolveBootstrap(doc, &bj)
+	return resolveBootstrap(boot)
 }
 
-// mergeProtoJSON merges src into dst the way protobuf's MergeFrom does, which is what Envoy applies to
-// --config-yaml: messages merge field by field, repeated fields append, scalars replace.
-func mergeProtoJSON(dst, src map[string]any) {
-	for k, sv := range src {
-		switch s := sv.(type) {
-		case map[string]any:
-			if d, ok := dst[k].(map[string]any); ok {
-				mergeProtoJSON(d, s)
-				continue
-			}
-		case []any:
-			if d, ok := dst[k].([]any); ok {
-				dst[k] = append(d, s...)
-				continue
-			}
-		}
-		dst[k] = sv
-	}
-}
-
-func resolveBootstrap(doc map[string]any, bj *bootstrapJSON) (*bootstrap, error) {
-	b := &bootstrap{raw: doc, node: bj.Node}
+func resolveBootstrap(boot *bootstrapv3.Bootstrap) (*bootstrap, error) {
+	b := &bootstrap{proto: boot, pipes: map[string]string{}}
 	b.admin = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), defaultAdminPort)
-	if sa := bj.Admin.Address.SocketAddress; sa != nil {
-		ap, err := sa.addrPort()
+	if sa := boot.GetAdmin().GetAddress().GetSocketAddress(); sa != nil {
+		ap, err := addrPortOf(sa)
 		if err != nil {
 			return nil, fmt.Errorf("admin.address: %w", err)
 		}
 		b.admin = ap
 	}
 	clusters := map[string]netip.AddrPort{}
-	for _, c := range bj.StaticResources.Clusters {
-		clusters[c.Name] = c.firstEndpoint()
+	for _, c := range boot.GetStaticResources().GetClusters() {
+		clusters[c.GetName()] = firstEndpoint(c)
+		if p := firstPipe(c); p != "" {
+			b.pipes[c.GetName()] = p
+		}
 	}
-	for i, l := range bj.StaticResources.Listeners {
-		hl, ok, err := l.httpListener(clusters)
+	for i, l := range boot.GetStaticResources().GetListeners() {
+		hl, ok, err := staticHTTPListener(l, clusters)
 		if err != nil {
-			return nil, fmt.Errorf("static_resources.listeners[%d] (%s): %w", i, l.Name, err)
+			return nil, fmt.Errorf("static_resources.listeners[%d] (%s): %w", i, l.GetName(), err)
 		}
 		if !ok {
-			b.skipped = append(b.skipped, l.Name)
+			b.skipped = append(b.skipped, l.GetName())
 			continue
 		}
 		b.httpListeners = append(b.httpListeners, hl)
 	}
-	if len(bj.StaticResources.Listeners) == 0 {
+	if len(boot.GetStaticResources().GetListeners()) == 0 {
 		b.httpListeners = defaultHTTPListeners(b.admin)
 	}
 	return b, nil
@@ -231,63 +140,90 @@ func defaultHTTPListeners(admin netip.AddrPort) []httpListener {
 	}
 }
 
-func (sa *socketAddress) addrPort() (netip.AddrPort, error) {
-	a, err := netip.ParseAddr(sa.Address)
+func addrPortOf(sa *corev3.SocketAddress) (netip.AddrPort, error) {
+	a, err := netip.ParseAddr(sa.GetAddress())
 	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("socket_address.address %q: %w", sa.Address, err)
+		return netip.AddrPort{}, fmt.Errorf("socket_address.address %q: %w", sa.GetAddress(), err)
 	}
-	return netip.AddrPortFrom(a, uint16(sa.PortValue)), nil
+	if sa.GetPortValue() > math.MaxUint16 {
+		return netip.AddrPort{}, fmt.Errorf("socket_address.port_value %d: not a port", sa.GetPortValue())
+	}
+	return netip.AddrPortFrom(a, uint16(sa.GetPortValue())), nil
 }
 
-func (c *clusterJSON) firstEndpoint() netip.AddrPort {
-	for _, e := range c.LoadAssignment.Endpoints {
-		for _, lb := range e.LbEndpoints {
-			if sa := lb.Endpoint.Address.SocketAddress; sa != nil {
-				if ap, err := sa.addrPort(); err == nil {
-					return ap
-				}
+func endpointAddresses(c *clusterv3.Cluster) []*corev3.Address {
+	var out []*corev3.Address
+	for _, e := range c.GetLoadAssignment().GetEndpoints() {
+		for _, lb := range e.GetLbEndpoints() {
+			out = append(out, lb.GetEndpoint().GetAddress())
+		}
+	}
+	return out
+}
+
+func firstEndpoint(c *clusterv3.Cluster) netip.AddrPort {
+	for _, a := range endpointAddresses(c) {
+		if sa := a.GetSocketAddress(); sa != nil {
+			if ap, err := addrPortOf(sa); err == nil {
+				return ap
 			}
 		}
 	}
 	return netip.AddrPort{}
 }
 
-// httpListener reports ok=false for listeners the stand-in does not serve: TLS filter chains, or no
+func firstPipe(c *clusterv3.Cluster) string {
+	for _, a := range endpointAddresses(c) {
+		if p := a.GetPipe().GetPath(); p != "" {
+			return p
+		}
+	}
+	return ""
+}
+
+// staticHTTPListener reports ok=false for listeners the stand-in does not serve: TLS filter chains, or no
 // HTTP routes at all.
-func (l *listenerJSON) httpListener(clusters map[string]netip.AddrPort) (httpListener, bool, error) {
-	hl := httpListener{name: l.Name}
-	if l.Address.SocketAddress == nil {
+func staticHTTPListener(l *listenerv3.Listener, clusters map[string]netip.AddrPort) (httpListener, bool, error) {
+	hl := httpListener{name: l.GetName()}
+	if l.GetAddress().GetSocketAddress() == nil {
 		return hl, false, fmt.Errorf("address.socket_address missing")
 	}
-	addrs := []address{l.Address}
-	for _, a := range append(l.AdditionalAddresses, l.AdditionalAddressesCamel...) {
-		addrs = append(addrs, a.Address)
+	addrs := []*corev3.Address{l.GetAddress()}
+	for _, a := range l.GetAdditionalAddresses() {
+		addrs = append(addrs, a.GetAddress())
 	}
 	for _, a := range addrs {
-		if a.SocketAddress == nil {
+		if a.GetSocketAddress() == nil {
 			continue
 		}
-		ap, err := a.SocketAddress.addrPort()
+		ap, err := addrPortOf(a.GetSocketAddress())
 		if err != nil {
 			return hl, false, err
 		}
 		hl.addrs = append(hl.addrs, ap)
 	}
-	for _, fc := range l.FilterChains {
-		if len(fc.TransportSocket) > 0 {
+	for _, fc := range l.GetFilterChains() {
+		if fc.GetTransportSocket() != nil {
 			return hl, false, nil
 		}
-		for _, f := range fc.Filters {
-			for _, vh := range f.TypedConfig.RouteConfig.VirtualHosts {
-				for _, r := range vh.Routes {
-					hl.routes = append(hl.routes, route{
-						prefix:   r.Match.Prefix,
-						cluster:  r.Route.Cluster,
-						upstream: clusters[r.Route.Cluster],
-					})
-				}
+		for _, f := range fc.GetFilters() {
+			var hcm hcmv3.HttpConnectionManager
+			if f.GetTypedConfig().UnmarshalTo(&hcm) != nil {
+				continue
 			}
+			hl.routes = append(hl.routes, hcmRoutes(&hcm, clusters)...)
 		}
 	}
 	return hl, len(hl.routes) > 0, nil
+}
+
+func hcmRoutes(hcm *hcmv3.HttpConnectionManager, clusters map[string]netip.AddrPort) []route {
+	var out []route
+	for _, vh := range hcm.GetRouteConfig().GetVirtualHosts() {
+		for _, r := range vh.GetRoutes() {
+			cluster := r.GetRoute().GetCluster()
+			out = append(out, route{prefix: r.GetMatch().GetPrefix(), cluster: cluster, upstream: clusters[cluster]})
+		}
+	}
+	return out
 }

@@ -3,10 +3,14 @@ package main
 import (
 	"net/netip"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 )
 
 func mustAddrPort(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
+
+const hcmType = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 
 // The testdata bootstraps were written by the real pilot-agent from Istio's template (testdata/generate.sh).
 func TestParseGeneratedBootstraps(t *testing.T) {
@@ -40,8 +44,16 @@ func TestParseGeneratedBootstraps(t *testing.T) {
 					t.Errorf("listener %d = %+v, want %+v", i, got, w)
 				}
 			}
-			if len(b.node) == 0 {
-				t.Error("node missing")
+			if !strings.HasPrefix(b.proto.GetNode().GetId(), "sidecar~10.211.0.2~app-0.default~") {
+				t.Errorf("node id = %q", b.proto.GetNode().GetId())
+			}
+			// pilot-agent's XDS proxy and SDS server, relative to its working directory.
+			if b.pipes["xds-grpc"] != "./etc/istio/proxy/XDS" || b.pipes["sds-grpc"] != "./var/run/secrets/workload-spiffe-uds/socket" {
+				t.Errorf("pipes = %v", b.pipes)
+			}
+			cfg, err := xdsConfig(b)
+			if err != nil || !cfg.Delta || !filepath.IsAbs(cfg.ADSPath) || !strings.HasSuffix(cfg.ADSPath, "/etc/istio/proxy/XDS") {
+				t.Errorf("xdsConfig = %+v, %v; want delta ADS on the absolute XDS socket", cfg, err)
 			}
 		})
 	}
@@ -64,7 +76,7 @@ func TestParseBootstrapDualStackAndTLS(t *testing.T) {
 	  "listeners":[
 	    {"name":"health","address":{"socket_address":{"address":"0.0.0.0","port_value":15021}},
 	     "additionalAddresses":[{"address":{"socket_address":{"address":"::","port_value":15021}}}],
-	     "filter_chains":[{"filters":[{"typed_config":{"route_config":{"virtual_hosts":[{"routes":[
+	     "filter_chains":[{"filters":[{"typed_config":{"@type":"` + hcmType + `","route_config":{"virtual_hosts":[{"routes":[
 	       {"match":{"prefix":"/healthz/ready"},"route":{"cluster":"agent"}},
 	       {"match":{"prefix":"/x"},"route":{"cluster":"missing"}}]}]}}}]}]},
 	    {"name":"secure","address":{"socket_address":{"address":"0.0.0.0","port_value":15091}},
@@ -92,7 +104,7 @@ func TestConfigYAMLMergesLikeProto(t *testing.T) {
 	}
 	overlay := `{"admin":{"address":{"socket_address":{"port_value":15100}}},
 	  "static_resources":{"listeners":[{"name":"extra","address":{"socket_address":{"address":"127.0.0.1","port_value":15999}},
-	  "filter_chains":[{"filters":[{"typed_config":{"route_config":{"virtual_hosts":[{"routes":[{"match":{"prefix":"/"},"route":{"cluster":"agent"}}]}]}}}]}]}]}}`
+	  "filter_chains":[{"filters":[{"typed_config":{"@type":"` + hcmType + `","route_config":{"virtual_hosts":[{"routes":[{"match":{"prefix":"/"},"route":{"cluster":"agent"}}]}]}}}]}]}]}}`
 	b, err := parseBootstrap(data, overlay)
 	if err != nil {
 		t.Fatal(err)
@@ -110,9 +122,20 @@ func TestParseBootstrapErrors(t *testing.T) {
 		`not json`,
 		`{"admin":{"address":{"socket_address":{"address":"localhost","port_value":15000}}}}`,
 		`{"admin":{"address":{"socket_address":{"address":"127.0.0.1","port_value":70000}}}}`,
+		`{"static_resources":{"listeners":[{"name":"x","filter_chains":[{"filters":[{"typed_config":{"route_config":{}}}]}]}]}}`,
 	} {
 		if _, err := parseBootstrap([]byte(doc), ""); err == nil {
 			t.Errorf("parseBootstrap(%s) succeeded", doc)
 		}
+	}
+}
+
+func TestXDSConfigNeedsADS(t *testing.T) {
+	b, err := parseBootstrap([]byte(`{"node":{"id":"x"}}`), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := xdsConfig(b); err == nil || !strings.Contains(err.Error(), envControlPlane+"=none") {
+		t.Errorf("xdsConfig without ads_config = %v, want an error pointing at %s=none", err, envControlPlane)
 	}
 }

@@ -4,6 +4,11 @@
 // (readiness stats, drain, quit, config_dump), the bootstrap's static health and Prometheus listeners, and
 // the 15001/15006 capture listeners, which forward to the original destination and log each connection.
 //
+// With a control plane (the default) it subscribes over ADS through pilot-agent's XDS proxy and fetches its
+// certificates over SDS, as Envoy does (package xds), serves what it received on /config_dump and /certs, and is
+// ready, and opens 15001/15006, only once istiod's clusters and listeners have arrived. With none
+// (STANDIN_ENVOY_CONTROL_PLANE=none) it opens the capture listeners itself and is ready at once.
+//
 // It is a test tool and never a default of the plugin. See modes.go for the environment knobs.
 package main
 
@@ -19,6 +24,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/istio-sidecar/istio-sidecar/testdoubles/standin-envoy/xds"
 )
 
 // envoyVersion is the release the stand-in claims to be. The all-zero build SHA in versionString marks it
@@ -38,19 +45,26 @@ func versionString() string {
 
 // proxy is the running stand-in.
 type proxy struct {
-	opts        options
-	beh         behaviour
-	boot        *bootstrap
-	stats       *statStore
-	events      *eventLog
-	transparent []transparentListener
-	tproxy      bool // ISTIO_META_INTERCEPTION_MODE=TPROXY: the inbound listener is transparent
-	state       atomic.Int32
-	started     time.Time
-	quit        chan struct{}
+	opts    options
+	beh     behaviour
+	boot    *bootstrap
+	stats   *statStore
+	events  *eventLog
+	tproxy  bool // ISTIO_META_INTERCEPTION_MODE=TPROXY: the inbound listener is transparent
+	state   atomic.Int32
+	started time.Time
+	quit    chan struct{}
+	ready   chan struct{} // closed when the server goes LIVE
+	xds     *xds.Client   // nil with no control plane
 
 	mu      sync.Mutex
 	closers []drainable
+	// bound are the capture listeners open now, by Envoy's name; offered are those LDS last gave.
+	bound   map[string]boundListener
+	offered []transparentListener
+	live    bool
+	// drainedInbound and drainedAll keep drained capture listeners closed whatever LDS says next.
+	drainedInbound, drainedAll bool
 }
 
 // drainable is a listening socket that drain_listeners may close.
@@ -114,15 +128,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	p := &proxy{opts: opts, beh: beh, boot: boot, stats: newStatStore(), events: events, tproxy: tproxy,
-		started: time.Now(), quit: make(chan struct{}, 1)}
+		started: time.Now(), quit: make(chan struct{}, 1), ready: make(chan struct{}),
+		bound: map[string]boundListener{}}
 	return p.serve(sigs)
 }
 
 func (p *proxy) serve(sigs <-chan os.Signal) int {
-	if p.beh.mode != modeNeverReady {
-		// Fixed before the admin API starts, which reports them.
-		p.transparent = transparentListeners
-	}
 	p.setState(statePreInitializing)
 	p.stats.gauge("listener_manager.workers_started").set(0)
 	admin, err := p.startAdmin()
@@ -130,39 +141,66 @@ func (p *proxy) serve(sigs <-chan os.Signal) int {
 		p.events.event("fatal", map[string]any{"error": err.Error()})
 		return 1
 	}
-	p.events.event("started", map[string]any{"mode": p.beh.mode, "tproxy": p.tproxy, "admin": p.boot.admin.String(),
-		"version": versionString(), "unknown_args": p.opts.unknown, "skipped_listeners": p.boot.skipped})
-
-	var crash <-chan time.Time
+	p.events.event("started", map[string]any{"mode": p.beh.mode, "control_plane": p.beh.controlPlane,
+		"tproxy": p.tproxy, "admin": p.boot.admin.String(), "version": versionString(),
+		"unknown_args": p.opts.unknown, "skipped_listeners": p.boot.skipped})
+	// Envoy starts its listeners only once initialisation is done, so never-ready keeps them closed too.
 	if p.beh.mode != modeNeverReady {
-		// Envoy starts its listeners only once initialisation is done, so never-ready keeps them closed too.
-		if err := p.startListeners(); err != nil {
+		if err := p.start(); err != nil {
 			p.events.event("fatal", map[string]any{"error": err.Error()})
 			return 1
 		}
-		p.markReady()
-		if p.opts.mode == "init_only" {
-			return 0
-		}
-		if p.beh.mode == modeCrash {
-			crash = time.After(p.beh.crashAfter)
+	}
+	return p.wait(sigs, admin)
+}
+
+// start opens the bootstrap's static listeners, then either asks the control plane for the rest or, with none,
+// opens the capture listeners itself and is ready at once.
+func (p *proxy) start() error {
+	for _, l := range p.boot.httpListeners {
+		if err := p.serveHTTPListener(l); err != nil {
+			return err
 		}
 	}
+	if p.beh.controlPlane == controlPlaneXDS {
+		return p.startXDS()
+	}
+	p.mu.Lock()
+	p.offered = transparentListeners
+	p.mu.Unlock()
+	// No istiod: count the one configuration the stand-in gave itself as Envoy counts istiod's first CDS and LDS.
+	p.countUpdate(xds.ClusterType, "", nil)
+	p.countUpdate(xds.ListenerType, "", nil)
+	return p.markLive()
+}
 
-	select {
-	case s := <-sigs:
-		p.events.event("exit", map[string]any{"reason": "signal", "signal": s.String(), "status": 0})
-		return 0
-	case <-p.quit:
-		// Let the quitquitquit response reach the client before the process goes.
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		_ = admin.Shutdown(ctx)
-		p.events.event("exit", map[string]any{"reason": "quitquitquit", "status": 0})
-		return 0
-	case <-crash:
-		p.events.event("exit", map[string]any{"reason": "crash mode", "status": 1})
-		return 1
+func (p *proxy) wait(sigs <-chan os.Signal, admin *http.Server) int {
+	var crash <-chan time.Time
+	ready := p.ready
+	for {
+		select {
+		case <-ready:
+			ready = nil
+			if p.opts.mode == "init_only" {
+				return 0
+			}
+			if p.beh.mode == modeCrash {
+				crash = time.After(p.beh.crashAfter)
+			}
+		case s := <-sigs:
+			p.events.event("exit", map[string]any{"reason": "signal", "signal": s.String(), "status": 0})
+			return 0
+		case <-p.quit:
+			// Let the quitquitquit response reach the client before the process goes.
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			_ = admin.Shutdown(ctx)
+			p.events.event("exit", map[string]any{"reason": "quitquitquit", "status": 0})
+			return 0
+		case <-crash:
+			p.events.event("exit", map[string]any{"reason": "crash mode", "status": 1})
+			return 1
+		}
 	}
 }
 
@@ -177,26 +215,20 @@ func (p *proxy) startAdmin() (*http.Server, error) {
 	return srv, nil
 }
 
-func (p *proxy) startListeners() error {
-	for _, l := range p.boot.httpListeners {
-		if err := p.serveHTTPListener(l); err != nil {
-			return err
-		}
+// markLive is the end of Envoy's initialisation: workers start, and with them the capture listeners; the stats
+// pilot-agent's readiness probe reads (pilot/cmd/pilot-agent/status/util/stats.go) then say LIVE with workers
+// started. It also wants CDS and LDS update_success > 0, which the updates themselves count.
+func (p *proxy) markLive() error {
+	p.mu.Lock()
+	p.live = true
+	err := p.reconcileLocked()
+	if p.xds == nil {
+		p.stats.gauge("listener_manager.total_listeners_active").set(uint64(len(p.boot.httpListeners) + len(p.bound)))
 	}
-	for _, t := range p.transparent {
-		if err := p.serveTransparent(t); err != nil {
-			return err
-		}
+	p.mu.Unlock()
+	if err != nil {
+		return err
 	}
-	return nil
-}
-
-// markReady sets the stats pilot-agent's readiness probe reads (pilot/cmd/pilot-agent/status/util/stats.go):
-// it wants CDS and LDS update_success > 0, server.state 0 and workers_started 1.
-func (p *proxy) markReady() {
-	p.stats.counter("cluster_manager.cds.update_success").add(1)
-	p.stats.counter("listener_manager.lds.update_success").add(1)
-	p.stats.gauge("listener_manager.total_listeners_active").set(uint64(len(p.boot.httpListeners) + len(p.transparent)))
 	concurrency := p.opts.concurrency
 	if concurrency <= 0 {
 		concurrency = 2 // Istio's default ProxyConfig.concurrency
@@ -206,6 +238,8 @@ func (p *proxy) markReady() {
 	p.stats.gauge("server.live").set(1)
 	p.setState(stateLive)
 	p.events.event("ready", map[string]any{"startup_ms": time.Since(p.started).Milliseconds()})
+	close(p.ready)
+	return nil
 }
 
 func (p *proxy) setState(s serverState) {
@@ -235,6 +269,9 @@ func (p *proxy) drainListeners(inboundOnly, graceful bool) {
 	}
 	p.mu.Unlock()
 	closeAll := func() {
+		p.mu.Lock()
+		p.drainedInbound, p.drainedAll = true, p.drainedAll || !inboundOnly
+		p.mu.Unlock()
 		for _, d := range selected {
 			d.close()
 		}

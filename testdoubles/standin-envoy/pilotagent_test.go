@@ -47,7 +47,11 @@ func TestPilotAgentWithStandin(t *testing.T) {
 	backendConns := startBackend(t, ns)
 
 	work := t.TempDir()
-	layoutAgentDir(t, work)
+	ca, err := testenv.RootCert("standin-envoy test CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	layoutAgentDir(t, work, ca)
 	connLog := filepath.Join(work, "connections.jsonl")
 	agentLog := filepath.Join(work, "pilot-agent.log")
 	cmd := startAgent(t, ns, agent, standin, work, connLog, agentLog)
@@ -155,16 +159,12 @@ func testSIGTERMLeavesNoStandin(t *testing.T, cmd *exec.Cmd, standin, agentLog s
 }
 
 // layoutAgentDir writes what `pilot-agent proxy sidecar` needs under its working directory, found by
-// running it: without var/run/secrets/istio/root-cert.pem the SDS server does not start; the bootstrap
-// template is read from ./var/lib/istio/envoy/envoy_bootstrap_tmpl.json (pkg/bootstrap/instance.go).
-func layoutAgentDir(t *testing.T, work string) {
+// running it: without var/run/secrets/istio/root-cert.pem (the mesh root, rootPEM) the SDS server does not start;
+// the bootstrap template is read from ./var/lib/istio/envoy/envoy_bootstrap_tmpl.json (pkg/bootstrap/instance.go).
+func layoutAgentDir(t *testing.T, work string, rootPEM []byte) {
 	t.Helper()
-	ca, err := testenv.RootCert("standin-envoy test CA")
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, p := range []string{"var/run/secrets/istio/root-cert.pem", "etc/certs/root-cert.pem"} {
-		writeFile(t, filepath.Join(work, p), ca)
+		writeFile(t, filepath.Join(work, p), rootPEM)
 	}
 	tmpl, err := os.ReadFile(filepath.Join(istioModuleDir(t), "tools/packaging/common/envoy_bootstrap.json"))
 	if err != nil {
@@ -188,6 +188,20 @@ func istioModuleDir(t *testing.T) string {
 
 func startAgent(t *testing.T, ns, agent, standin, work, connLog, agentLog string) *exec.Cmd {
 	t.Helper()
+	return runAgent(t, ns, agent, work, agentLog,
+		// terminationDrainDuration shortens the agent's wait between drain and SIGKILL (5 s by default).
+		"PROXY_CONFIG=binaryPath: "+standin+"\nconfigPath: "+filepath.Join(work, "etc/istio/proxy")+
+			"\ndiscoveryAddress: 127.0.0.1:15012\nterminationDrainDuration: 1s\n",
+		"POD_NAME=standin-0", "POD_NAMESPACE=default", "SERVICE_ACCOUNT=standin", "INSTANCE_IP="+instanceIP,
+		envConnectionLog+"="+connLog,
+		// No istiod here: the stand-in gives itself the capture listeners and is ready without CDS or LDS.
+		envControlPlane+"="+controlPlaneNone)
+}
+
+// runAgent starts `pilot-agent proxy sidecar` in ns with work as its working directory, root's uid and the proxy's
+// gid, and env (plus PATH and HOME) as its environment. Cleanup kills it if the test did not stop it.
+func runAgent(t *testing.T, ns, agent, work, agentLog string, env ...string) *exec.Cmd {
+	t.Helper()
 	logFile, err := os.Create(agentLog)
 	if err != nil {
 		t.Fatal(err)
@@ -196,15 +210,7 @@ func startAgent(t *testing.T, ns, agent, standin, work, connLog, agentLog string
 	cmd := exec.Command("ip", "netns", "exec", ns, agent, "proxy", "sidecar")
 	cmd.Dir = work
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.Env = []string{
-		"PATH=" + os.Getenv("PATH"),
-		"HOME=" + work,
-		// terminationDrainDuration shortens the agent's wait between drain and SIGKILL (5 s by default).
-		"PROXY_CONFIG=binaryPath: " + standin + "\nconfigPath: " + filepath.Join(work, "etc/istio/proxy") +
-			"\ndiscoveryAddress: 127.0.0.1:15012\nterminationDrainDuration: 1s\n",
-		"POD_NAME=standin-0", "POD_NAMESPACE=default", "SERVICE_ACCOUNT=standin", "INSTANCE_IP=" + instanceIP,
-		envConnectionLog + "=" + connLog,
-	}
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + work}, env...)
 	// `ip netns exec` execs pilot-agent in place, so cmd.Process is the agent and signals reach it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 0, Gid: proxyGID}}
 	if err := cmd.Start(); err != nil {

@@ -18,14 +18,15 @@ type runningStandin struct {
 	stderr *lockedBuffer
 }
 
-// startStandin runs the stand-in with the default bootstrap inside ns, with PATH and env as its environment and
+// startStandin runs the stand-in with the default bootstrap inside ns, with PATH, no control plane and env as its environment and
 // wrap (such as setpriv and its arguments) between `ip netns exec ns` and it. Cleanup kills it and, when the test
 // failed, logs its stderr.
 func startStandin(t *testing.T, ns, standin string, wrap []string, env ...string) *runningStandin {
 	t.Helper()
 	argv := append(append([]string{"netns", "exec", ns}, wrap...), standin, "-c", "testdata/bootstrap-default.json", "-l", "warning")
 	cmd := exec.Command("ip", argv...)
-	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
+	// No control plane unless the test says otherwise: os/exec keeps the last of duplicate keys.
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), envControlPlane + "=" + controlPlaneNone}, env...)
 	s := &runningStandin{cmd: cmd, done: make(chan error, 1), stderr: &lockedBuffer{}}
 	cmd.Stderr = s.stderr
 	if err := cmd.Start(); err != nil {

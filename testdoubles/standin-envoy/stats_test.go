@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/istio-sidecar/istio-sidecar/testdoubles/standin-envoy/xds"
 	"regexp"
 	"strconv"
 	"strings"
@@ -52,7 +53,7 @@ func renderedText(t *testing.T, s *statStore, usedOnly bool, filter string) stri
 }
 
 func TestStatsAsPilotAgentReadsThem(t *testing.T) {
-	p := &proxy{stats: newStatStore(), events: &eventLog{stderr: &strings.Builder{}}, boot: &bootstrap{}}
+	p := &proxy{stats: newStatStore(), events: &eventLog{stderr: &strings.Builder{}}, boot: &bootstrap{}, ready: make(chan struct{})}
 	p.setState(statePreInitializing)
 	p.stats.gauge("listener_manager.workers_started").set(0)
 	p.stats.counter("cluster_manager.cds.update_rejected") // registered, never written
@@ -65,7 +66,11 @@ func TestStatsAsPilotAgentReadsThem(t *testing.T) {
 		t.Errorf("server.state before ready = %d, want 2 (PRE_INITIALIZING)", got["server.state"])
 	}
 
-	p.markReady()
+	p.countUpdate(xds.ClusterType, "1", nil)
+	p.countUpdate(xds.ListenerType, "1", nil)
+	if err := p.markLive(); err != nil {
+		t.Fatal(err)
+	}
 	got := readyStats(t, renderedText(t, p.stats, true, readyStatsRegex), "server.state", "listener_manager.workers_started")
 	if got["server.state"] != 0 || got["listener_manager.workers_started"] != 1 {
 		t.Errorf("ready stats = %v", got)

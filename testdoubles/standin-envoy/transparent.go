@@ -14,9 +14,10 @@ import (
 // transparentListener is one of the capture listeners Istio's iptables rules redirect to.
 //
 // Real Envoy gets these from istiod over LDS (virtualOutbound on 15001, virtualInbound on 15006, both with
-// use_original_dst) and would not open them with no istiod around. The stand-in opens them at start-up with
-// a fixed behaviour instead, "forward to the original destination", which is Istio's PassthroughCluster
-// and what the driver's e2e tests need to prove that capture works.
+// use_original_dst); so does the stand-in with a control plane, opening each when LDS has it and closing it when
+// LDS drops it. With no control plane it opens both at start-up. Either way it does one thing with a connection,
+// "forward to the original destination", which is Istio's PassthroughCluster and what the driver's tests need
+// to prove that capture works; it does not route by istiod's filter chains.
 type transparentListener struct {
 	name      string // in the connection log
 	envoyName string // in config_dump and /listeners, as Istio names them
@@ -32,13 +33,13 @@ var transparentListeners = []transparentListener{
 // Istio's default cluster connect_timeout (MeshConfig.connectTimeout).
 const upstreamConnectTimeout = 10 * time.Second
 
-// serveTransparent listens on all IPv4 addresses and, where the namespace has IPv6, all IPv6 addresses.
-// Two sockets rather than one dual-stack socket keep SO_ORIGINAL_DST simple: a v4 socket is asked at SOL_IP,
-// a v6 one at SOL_IPV6, never a v4-mapped mix.
+// serveTransparent listens on all IPv4 addresses and, where the namespace has IPv6, all IPv6 addresses, and
+// returns what closes them. Two sockets rather than one dual-stack socket keep SO_ORIGINAL_DST simple: a v4
+// socket is asked at SOL_IP, a v6 one at SOL_IPV6, never a v4-mapped mix.
 //
 // In TPROXY mode the inbound sockets are transparent (IP_TRANSPARENT, IPV6_TRANSPARENT) before bind; failing
 // to make one so is fatal, with the reason, since inbound capture could not work.
-func (p *proxy) serveTransparent(t transparentListener) error {
+func (p *proxy) serveTransparent(t transparentListener) (func(), error) {
 	var lc net.ListenConfig
 	if t.transparentSocket(p.tproxy) {
 		lc.Control = transparentControl
@@ -46,7 +47,7 @@ func (p *proxy) serveTransparent(t transparentListener) error {
 	ctx := context.Background()
 	ln4, err := lc.Listen(ctx, "tcp4", fmt.Sprintf("0.0.0.0:%d", t.port))
 	if err != nil {
-		return fmt.Errorf("%s listener: %w", t.name, err)
+		return nil, fmt.Errorf("%s listener: %w", t.name, err)
 	}
 	lns := []net.Listener{ln4}
 	var terr *transparentError
@@ -54,15 +55,20 @@ func (p *proxy) serveTransparent(t transparentListener) error {
 		lns = append(lns, ln6)
 	} else if errors.As(err, &terr) {
 		_ = ln4.Close()
-		return fmt.Errorf("%s listener: %w", t.name, err)
+		return nil, fmt.Errorf("%s listener: %w", t.name, err)
 	} else {
 		p.events.event("ipv6_unavailable", map[string]any{"listener": t.name, "error": err.Error()})
 	}
+	closeAll := func() {
+		for _, ln := range lns {
+			_ = ln.Close()
+		}
+	}
 	for _, ln := range lns {
-		p.addCloser(drainable{inbound: t.inbound, close: func() { _ = ln.Close() }})
+		p.closers = append(p.closers, drainable{inbound: t.inbound, close: func() { _ = ln.Close() }})
 		go p.acceptTransparent(t, ln)
 	}
-	return nil
+	return closeAll, nil
 }
 
 func (p *proxy) acceptTransparent(t transparentListener, ln net.Listener) {
