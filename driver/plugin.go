@@ -51,16 +51,19 @@ func pluginConfigSpec(def Config) *hclspec.Spec {
 		"bootstrap_template_path": attr("bootstrap_template_path", "string", str(def.BootstrapTemplatePath)),
 		"proxy_uid":               attr("proxy_uid", "number", hclspec.NewLiteral(strconv.Itoa(def.ProxyUID))),
 		"proxy_gid":               attr("proxy_gid", "number", hclspec.NewLiteral(strconv.Itoa(def.ProxyGID))),
-		"discovery_address":       attr("discovery_address", "string", str(def.DiscoveryAddress)),
-		"ca_address":              attr("ca_address", "string", nil),
-		"trust_domain":            attr("trust_domain", "string", str(def.TrustDomain)),
-		"cluster_id":              attr("cluster_id", "string", str(def.ClusterID)),
-		"mesh_id":                 attr("mesh_id", "string", nil),
-		"network":                 attr("network", "string", nil),
-		"proxy_config":            attr("proxy_config", "string", nil),
-		"root_cert_path":          attr("root_cert_path", "string", nil),
-		"readiness_timeout":       attr("readiness_timeout", "string", str(def.ReadinessTimeout)),
-		"no_cgroups":              attr("no_cgroups", "bool", hclspec.NewLiteral("false")),
+		// IDs treated as the proxy's (Istio's -u/-g lists): plugin config only, never a jobspec.
+		"extra_proxy_uids":  attr("extra_proxy_uids", "list(number)", nil),
+		"extra_proxy_gids":  attr("extra_proxy_gids", "list(number)", nil),
+		"discovery_address": attr("discovery_address", "string", str(def.DiscoveryAddress)),
+		"ca_address":        attr("ca_address", "string", nil),
+		"trust_domain":      attr("trust_domain", "string", str(def.TrustDomain)),
+		"cluster_id":        attr("cluster_id", "string", str(def.ClusterID)),
+		"mesh_id":           attr("mesh_id", "string", nil),
+		"network":           attr("network", "string", nil),
+		"proxy_config":      attr("proxy_config", "string", nil),
+		"root_cert_path":    attr("root_cert_path", "string", nil),
+		"readiness_timeout": attr("readiness_timeout", "string", str(def.ReadinessTimeout)),
+		"no_cgroups":        attr("no_cgroups", "bool", hclspec.NewLiteral("false")),
 		// Fleet-wide interception defaults, the same keys as the jobspec's; a key a job sets replaces these.
 		"interception":              hclspec.NewBlock("interception", false, hclspec.NewObject(interceptionSpec())),
 		"host_exclude_ports":        attr("host_exclude_ports", "list(string)", hclspec.NewLiteral(hclList(def.HostExcludePorts))),
@@ -80,10 +83,13 @@ func interceptionSpec() map[string]*hclspec.Spec {
 		"dns_capture":       attr("dns_capture", "bool", hclspec.NewLiteral("false")),
 		"capture_all_dns":   attr("capture_all_dns", "bool", hclspec.NewLiteral("false")),
 		"drop_invalid":      attr("drop_invalid", "bool", hclspec.NewLiteral("false")),
+		// ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR; empty means Istio's 127.0.0.1/32.
+		"outbound_ipv4_loopback_cidr": attr("outbound_ipv4_loopback_cidr", "string", nil),
 	}
 	for _, k := range []string{
 		"include_inbound_ports", "exclude_inbound_ports", "include_outbound_ip_ranges", "exclude_outbound_ip_ranges",
 		"include_outbound_ports", "exclude_outbound_ports", "exclude_interfaces",
+		"include_outbound_owner_groups", "exclude_outbound_owner_groups",
 	} {
 		m[k] = attr(k, "list(string)", nil)
 	}
