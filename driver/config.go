@@ -29,20 +29,21 @@ type Config struct {
 	BootstrapTemplatePath string `codec:"bootstrap_template_path"`
 	ProxyUID              int    `codec:"proxy_uid"`
 	ProxyGID              int    `codec:"proxy_gid"`
+	DiscoveryAddress      string `codec:"discovery_address"`
+	CAAddress             string `codec:"ca_address"`
+	TrustDomain           string `codec:"trust_domain"`
+	ClusterID             string `codec:"cluster_id"`
+	MeshID                string `codec:"mesh_id"`
+	Network               string `codec:"network"`
+	ProxyConfig           string `codec:"proxy_config"`
+	RootCertPath          string `codec:"root_cert_path"`
+	ReadinessTimeout      string `codec:"readiness_timeout"`
+	NoCgroups             bool   `codec:"no_cgroups"`
+
 	// ExtraProxyUIDs and ExtraProxyGIDs are treated as the proxy's own IDs (Istio's -u and -g lists after the
 	// first): their traffic is never captured. Operator only: an ID a job could add would escape the mesh.
-	ExtraProxyUIDs   []int  `codec:"extra_proxy_uids"`
-	ExtraProxyGIDs   []int  `codec:"extra_proxy_gids"`
-	DiscoveryAddress string `codec:"discovery_address"`
-	CAAddress        string `codec:"ca_address"`
-	TrustDomain      string `codec:"trust_domain"`
-	ClusterID        string `codec:"cluster_id"`
-	MeshID           string `codec:"mesh_id"`
-	Network          string `codec:"network"`
-	ProxyConfig      string `codec:"proxy_config"`
-	RootCertPath     string `codec:"root_cert_path"`
-	ReadinessTimeout string `codec:"readiness_timeout"`
-	NoCgroups        bool   `codec:"no_cgroups"`
+	ExtraProxyUIDs []int `codec:"extra_proxy_uids"`
+	ExtraProxyGIDs []int `codec:"extra_proxy_gids"`
 
 	Interception            rules.Spec `codec:"interception"`
 	HostExcludePorts        []string   `codec:"host_exclude_ports"`

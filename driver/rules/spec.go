@@ -54,9 +54,8 @@ type Defaults struct {
 	DNSCapturePort      uint16 // pilot-agent's DNS proxy
 	// ExcludeInboundPorts are never captured inbound: Envoy's Prometheus, health and agent status ports (-d).
 	ExcludeInboundPorts []uint16
-	// ProxyUIDs and ProxyGIDs get the proxy's treatment: their traffic is never captured, and their calls to a
-	// local address go to Envoy's inbound. The proxy's own ID first, then any extra ones, as Istio's -u and -g
-	// lists take them.
+	// ProxyUIDs and ProxyGIDs get the proxy's treatment (-u, -g): their traffic is never captured. The proxy's
+	// own ID first, then any extra ones, in the order Istio's lists take them.
 	ProxyUIDs  []uint32
 	ProxyGIDs  []uint32
 	TProxyMark uint32
