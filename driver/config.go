@@ -40,6 +40,11 @@ type Config struct {
 	ReadinessTimeout      string `codec:"readiness_timeout"`
 	NoCgroups             bool   `codec:"no_cgroups"`
 
+	// ExtraProxyUIDs and ExtraProxyGIDs are treated as the proxy's own IDs (Istio's -u and -g lists after the
+	// first): their traffic is never captured. Operator only: an ID a job could add would escape the mesh.
+	ExtraProxyUIDs []int `codec:"extra_proxy_uids"`
+	ExtraProxyGIDs []int `codec:"extra_proxy_gids"`
+
 	Interception            rules.Spec `codec:"interception"`
 	HostExcludePorts        []string   `codec:"host_exclude_ports"`
 	InterceptionGracePeriod string     `codec:"interception_grace_period"`
@@ -126,7 +131,13 @@ func (c Config) validateProxy() error {
 	if err := checkProxyID("proxy_uid", c.ProxyUID); err != nil {
 		return err
 	}
-	return checkProxyID("proxy_gid", c.ProxyGID)
+	if err := checkProxyID("proxy_gid", c.ProxyGID); err != nil {
+		return err
+	}
+	if err := checkExtraIDs("extra_proxy_uids", c.ExtraProxyUIDs, "proxy_uid", c.ProxyUID); err != nil {
+		return err
+	}
+	return checkExtraIDs("extra_proxy_gids", c.ExtraProxyGIDs, "proxy_gid", c.ProxyGID)
 }
 
 // validateMesh checks what the proxy is told: the control plane, the mesh's names, the fleet's ProxyConfig
@@ -166,9 +177,13 @@ func (c Config) validateMesh() error {
 }
 
 // validateInterception parses the fleet's interception defaults on their own; the namespace they will meet
-// is not known yet, so a placeholder nameserver stands in for the one DNS capture would find.
+// is not known yet, so a placeholder nameserver stands in for the one DNS capture would find, and a
+// placeholder GID for each group name, which is looked up where a task starts.
 func (c Config) validateInterception() error {
-	env := rules.Env{Nameservers: []netip.Addr{netip.MustParseAddr("127.0.0.53")}}
+	env := rules.Env{Nameservers: []netip.Addr{netip.MustParseAddr("127.0.0.53")}, GroupIDs: map[string]uint32{}}
+	for _, name := range rules.OwnerGroupNames(c.Interception) {
+		env.GroupIDs[name] = 65534
+	}
 	if _, err := rules.Parse(c.Interception, rules.StandardDefaults(), env); err != nil {
 		return fmt.Errorf("interception: %w", err)
 	}
@@ -183,6 +198,28 @@ func (c Config) validateInterception() error {
 func checkProxyID(field string, id int) error {
 	if id <= 0 || id > 65534 {
 		return fmt.Errorf("%s: %d must be between 1 and 65534 (the proxy never runs as root)", field, id)
+	}
+	return nil
+}
+
+// maxID is the largest UID or GID: (uid_t)-1 means "no ID" to the kernel, and iptables refuses it.
+const maxID = 1<<32 - 2
+
+// checkExtraIDs checks the extra proxy IDs: each an ID other than the proxy's own, listed once. Root is
+// allowed (on a VM the operator may want root's traffic out of the mesh, as Istio's -u 0 does): these IDs are
+// the operator's to give, and the proxy never runs as any of them.
+func checkExtraIDs(field string, ids []int, ownField string, own int) error {
+	seen := map[int]bool{own: true}
+	for i, id := range ids {
+		switch {
+		case id < 0 || int64(id) > maxID:
+			return fmt.Errorf("%s[%d]: %d must be between 0 and %d", field, i, id, maxID)
+		case id == own:
+			return fmt.Errorf("%s[%d]: %d is %s already", field, i, id, ownField)
+		case seen[id]:
+			return fmt.Errorf("%s[%d]: %d is listed twice", field, i, id)
+		}
+		seen[id] = true
 	}
 	return nil
 }

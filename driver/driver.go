@@ -66,11 +66,9 @@ func (d *Driver) ConfigSchema() (*hclspec.Spec, error) { return configSpec, nil 
 // SetConfig validates the plugin block. It must not touch the host: Nomad also calls it on a throwaway
 // instance that it kills straight after.
 func (d *Driver) SetConfig(cfg *base.Config) error {
-	c := defaultConfig()
-	if len(cfg.PluginConfig) != 0 {
-		if err := base.MsgPackDecode(cfg.PluginConfig, &c); err != nil {
-			return fmt.Errorf("decoding the %s plugin config: %w", PluginName, err)
-		}
+	c, err := decodePluginConfig(cfg.PluginConfig)
+	if err != nil {
+		return err
 	}
 	s, err := c.validate()
 	if err != nil {

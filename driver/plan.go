@@ -30,6 +30,8 @@ type interceptionInputs struct {
 	Spec        rules.Spec
 	Nameservers []string
 	HasIPv6     bool
+	// GroupIDs are the GIDs the host gave the spec's owner-group names when the task started.
+	GroupIDs map[string]uint32
 }
 
 // mergeSpec lays the task's interception settings over the fleet's, key by key: a key the job sets replaces
@@ -48,6 +50,14 @@ func mergeSpec(fleet, task rules.Spec) rules.Spec {
 		if *f.src != nil {
 			*f.dst = *f.src
 		}
+	}
+	if task.IncludeOutboundOwnerGroups != nil || task.ExcludeOutboundOwnerGroups != nil {
+		// The two owner-group lists are one filter (an exclude list needs the include list at "*"): a job that
+		// sets either replaces the fleet's filter whole, rather than meeting the fleet's other list.
+		out.IncludeOutboundOwnerGroups, out.ExcludeOutboundOwnerGroups = task.IncludeOutboundOwnerGroups, task.ExcludeOutboundOwnerGroups
+	}
+	if task.OutboundIPv4LoopbackCIDR != "" {
+		out.OutboundIPv4LoopbackCIDR = task.OutboundIPv4LoopbackCIDR
 	}
 	if task.InterceptionMode != "" {
 		out.InterceptionMode = task.InterceptionMode
@@ -131,8 +141,20 @@ func (p interceptionPlan) mode() rules.Mode {
 	return rules.ModeRedirect
 }
 
-// inspect reads what the rules depend on in the namespace the plan names.
+// inspect reads what the rules depend on: the namespace the plan names, and the host's GIDs of the group
+// names the owner-group filters use.
 func (p interceptionPlan) inspect() (interceptionInputs, error) {
+	in, err := p.inspectNetwork()
+	if err != nil {
+		return in, err
+	}
+	if in.GroupIDs, err = netfilter.LookupGroups(rules.OwnerGroupNames(p.spec)); err != nil {
+		return in, fmt.Errorf("owner groups: %w", err)
+	}
+	return in, nil
+}
+
+func (p interceptionPlan) inspectNetwork() (interceptionInputs, error) {
 	if p.host || p.netns != "" {
 		return inspectNamespace(p.netns, p.spec, p.dnsServers)
 	}
@@ -196,7 +218,7 @@ func inputs(spec rules.Spec, env rules.Env) interceptionInputs {
 // ruleset parses and builds; errors name the jobspec key and value. A recovered task rebuilds its ruleset
 // from its persisted inputs with the same call.
 func (in interceptionInputs) ruleset(s *settings, allocID string) (rules.Ruleset, error) {
-	env := rules.Env{HasIPv6: in.HasIPv6}
+	env := rules.Env{HasIPv6: in.HasIPv6, GroupIDs: in.GroupIDs}
 	for _, ns := range in.Nameservers {
 		a, err := netip.ParseAddr(ns)
 		if err != nil {
@@ -211,12 +233,21 @@ func (in interceptionInputs) ruleset(s *settings, allocID string) (rules.Ruleset
 	return rules.Build(cfg, rules.Owner{AllocID: allocID})
 }
 
-// ruleDefaults are Istio's, with the plugin's proxy user.
+// ruleDefaults are Istio's, with the plugin's proxy user first and then the extra IDs, in the order of
+// Istio's -u and -g lists.
 func (s *settings) ruleDefaults() rules.Defaults {
 	def := rules.StandardDefaults()
-	def.ProxyUIDs = []uint32{uint32(s.ProxyUID)}
-	def.ProxyGIDs = []uint32{uint32(s.ProxyGID)}
+	def.ProxyUIDs = proxyIDs(s.ProxyUID, s.ExtraProxyUIDs)
+	def.ProxyGIDs = proxyIDs(s.ProxyGID, s.ExtraProxyGIDs)
 	return def
+}
+
+func proxyIDs(own int, extra []int) []uint32 {
+	ids := []uint32{uint32(own)}
+	for _, id := range extra {
+		ids = append(ids, uint32(id))
+	}
+	return ids
 }
 
 // checkHostModePorts refuses a host-mode sidecar whose group did not reserve the capture ports as static

@@ -67,6 +67,9 @@ func pluginConfigSpec(def Config) *hclspec.Spec {
 		"interception_grace_period": attr("interception_grace_period", "string", str(def.InterceptionGracePeriod)),
 		"drift_check_interval":      attr("drift_check_interval", "string", str(def.DriftCheckInterval)),
 		"state_dir":                 attr("state_dir", "string", str(def.StateDir)),
+		// IDs treated as the proxy's (Istio's -u/-g lists): plugin config only, never a jobspec.
+		"extra_proxy_uids": attr("extra_proxy_uids", "list(number)", nil),
+		"extra_proxy_gids": attr("extra_proxy_gids", "list(number)", nil),
 		// Prefixes of the task variables that reach pilot-agent and Envoy besides NOMAD_*; see proxy.EnvList.
 		"env_passthrough": attr("env_passthrough", "list(string)", hclspec.NewLiteral(hclList(def.EnvPassthrough))),
 	})
@@ -80,10 +83,13 @@ func interceptionSpec() map[string]*hclspec.Spec {
 		"dns_capture":       attr("dns_capture", "bool", hclspec.NewLiteral("false")),
 		"capture_all_dns":   attr("capture_all_dns", "bool", hclspec.NewLiteral("false")),
 		"drop_invalid":      attr("drop_invalid", "bool", hclspec.NewLiteral("false")),
+		// ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR; empty means Istio's 127.0.0.1/32.
+		"outbound_ipv4_loopback_cidr": attr("outbound_ipv4_loopback_cidr", "string", nil),
 	}
 	for _, k := range []string{
 		"include_inbound_ports", "exclude_inbound_ports", "include_outbound_ip_ranges", "exclude_outbound_ip_ranges",
 		"include_outbound_ports", "exclude_outbound_ports", "exclude_interfaces",
+		"include_outbound_owner_groups", "exclude_outbound_owner_groups",
 	} {
 		m[k] = attr(k, "list(string)", nil)
 	}

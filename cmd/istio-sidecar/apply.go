@@ -10,7 +10,7 @@ import (
 // cmdApply installs the ruleset by hand, one iptables-restore transaction per family, as StartTask does.
 // It insists on --netns or --host: intercepting the host's own traffic must never happen by omission.
 func cmdApply(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("apply", "--config FILE (--netns PATH | --host) [--alloc ID]", stderr)
+	fs := newFlagSet("apply", "--config FILE [--plugin-config FILE] (--netns PATH | --host) [--alloc ID]", stderr)
 	var t taskFlags
 	t.register(fs)
 	if code, ok := parseFlags(fs, args); !ok {

@@ -94,12 +94,14 @@ func where(netns string) string {
 
 // taskFlags are the flags that name a task config and where it runs: rules and apply share them.
 type taskFlags struct {
-	config, alloc, netns string
-	host                 bool
+	config, pluginConfig, alloc, netns string
+	host                               bool
 }
 
 func (t *taskFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&t.config, "config", "", "`FILE` holding the body of a jobspec's config {} block (HCL)")
+	fs.StringVar(&t.pluginConfig, "plugin-config", "",
+		"`FILE` holding the body of the client's plugin \"istio-sidecar\" { config {} } block (HCL) (default: the plugin's defaults)")
 	fs.StringVar(&t.alloc, "alloc", driver.OperatorPlaceholderAllocID, "alloc `ID` the rules are tagged with")
 	fs.StringVar(&t.netns, "netns", "", "group network namespace `PATH`, inspected as the driver does")
 	fs.BoolVar(&t.host, "host", false, "host network mode: this process's namespace, with the host-safety ports")
@@ -123,9 +125,21 @@ func (t *taskFlags) ruleset(cmd string, stderr io.Writer) (rules.Ruleset, int) {
 	if err != nil {
 		return rules.Ruleset{}, usageError(stderr, cmd, "--config: %v", err)
 	}
-	rs, err := driver.OperatorRuleset(string(body), driver.OperatorOptions{AllocID: t.alloc, NetnsPath: t.netns, Host: t.host})
+	opts := driver.OperatorOptions{AllocID: t.alloc, NetnsPath: t.netns, Host: t.host}
+	if t.pluginConfig != "" {
+		pc, err := os.ReadFile(t.pluginConfig)
+		if err != nil {
+			return rules.Ruleset{}, usageError(stderr, cmd, "--plugin-config: %v", err)
+		}
+		opts.PluginConfig = string(pc)
+	}
+	rs, err := driver.OperatorRuleset(string(body), opts)
 	if err != nil {
-		return rules.Ruleset{}, failure(stderr, cmd, fmt.Errorf("%s: %w", t.config, err))
+		file := t.config
+		if ce := (*driver.ConfigError)(nil); errors.As(err, &ce) && ce.Plugin {
+			file = t.pluginConfig
+		}
+		return rules.Ruleset{}, failure(stderr, cmd, fmt.Errorf("%s: %w", file, err))
 	}
 	return rs, exitOK
 }

@@ -64,10 +64,10 @@ func usage(w io.Writer) {
 Without a command, %[1]s serves the Nomad task driver plugin (Nomad runs it so from plugin_dir).
 
 Commands:
-  rules    --config FILE [--alloc ID] [--netns PATH | --host]
+  rules    --config FILE [--plugin-config FILE] [--alloc ID] [--netns PATH | --host]
            print the iptables-restore payload of each IP family ("# IPv4", "# IPv6" headers) that the
            driver would apply for the task config in FILE; changes nothing
-  apply    --config FILE (--netns PATH | --host) [--alloc ID]
+  apply    --config FILE [--plugin-config FILE] (--netns PATH | --host) [--alloc ID]
            apply those rules by hand, one transaction per family, and print a report line per family
   cleanup  [--netns PATH] [--alloc ID]
            remove the rules tagged with ID, or every allocation's rules when --alloc is absent, and print
@@ -81,6 +81,11 @@ Commands:
 Flags:
   --config FILE  the body of a jobspec's config {} block, HCL, same schema and defaults as the driver
                  (an empty file means every default)
+  --plugin-config FILE
+                 the body of the client's plugin "%[1]s" { config {} } block, HCL, same schema and
+                 defaults as the agent's: the proxy's IDs (extra_proxy_uids, ...), the fleet's
+                 interception block, host_exclude_ports. Without it, the plugin's defaults (proxy UID/GID
+                 1337, no fleet interception block)
   --alloc ID     the allocation whose tag the rules carry; default %[2]s
   --netns PATH   a network namespace file, e.g. /var/run/netns/<alloc ID> for a bridge-mode group; it is
                  inspected (IPv6 address present?) as the driver inspects it. Without it, cleanup and
@@ -90,7 +95,7 @@ Flags:
                  apply needs --netns or --host, so that it never intercepts the host by omission
   rules with neither --netns nor --host assumes a group namespace with IPv4 only. In every mode, DNS
   capture takes its nameservers from the host's /etc/resolv.conf, as the driver does.
-  The plugin's own settings are its defaults (proxy UID/GID 1337, no fleet interception block).
+  Owner-group names resolve in this host's group database, as the driver resolves them.
   Rules applied by hand in the host namespace are removed by the plugin's sweep at its next start.
 
 Exit codes:

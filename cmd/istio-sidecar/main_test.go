@@ -32,6 +32,8 @@ func TestExitCodes(t *testing.T) {
 	empty := "testdata/empty.hcl"
 	bad := writeFile(t, "bad.hcl", `exclude_outbound_ip_ranges = ["10.0.0.0/33"]`)
 	badHCL := writeFile(t, "syntax.hcl", `dns_capture = `)
+	badIDs := writeFile(t, "plugin.hcl", `extra_proxy_uids = [1337]`)
+	idsInTask := writeFile(t, "task.hcl", `extra_proxy_uids = [2000]`)
 	cases := []struct {
 		name   string
 		args   []string
@@ -55,6 +57,11 @@ func TestExitCodes(t *testing.T) {
 		{"status missing netns", []string{"status", "--netns", "/nonexistent/ns"}, 2, "--netns: stat /nonexistent/ns"},
 		{"status stray argument", []string{"status", "now"}, 2, `unexpected argument "now"`},
 		{"subcommand help", []string{"rules", "-h"}, 0, "Usage: istio-sidecar rules --config FILE"},
+		{"missing plugin config", []string{"rules", "--config", empty, "--plugin-config", "testdata/missing.hcl"}, 2, "--plugin-config: open testdata/missing.hcl"},
+		{"bad plugin field names the plugin file, field and value", []string{"rules", "--config", empty, "--plugin-config", badIDs}, 2,
+			badIDs + ": plugin config: extra_proxy_uids[0]: 1337 is proxy_uid already"},
+		{"extra IDs are no task config key", []string{"rules", "--config", idsInTask}, 2, `No argument or block type is named "extra_proxy_uids"`},
+		{"apply bad plugin field", []string{"apply", "--config", empty, "--plugin-config", badIDs, "--host"}, 2, "extra_proxy_uids[0]"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -81,13 +88,25 @@ func TestVersionAndHelp(t *testing.T) {
 	}
 }
 
-// TestRulesGolden: the payload for an empty config block is every default, in a group namespace, IPv4 only.
+// TestRulesGolden: the payload for an empty config block is every default, in a group namespace, IPv4 only;
+// with a plugin config, its extra proxy IDs and fleet interception block are in it too.
 func TestRulesGolden(t *testing.T) {
-	code, stdout, stderr := runCLI("rules", "--config", "testdata/empty.hcl")
+	for _, c := range []struct{ golden string }{
+		{"rules-empty"}, {"rules-plugin-config"},
+	} {
+		args := []string{"rules", "--config", "testdata/empty.hcl"}
+		if c.golden == "rules-plugin-config" {
+			args = []string{"rules", "--config", "testdata/loopback-dns.hcl", "--plugin-config", "testdata/plugin-extra-ids.hcl"}
+		}
+		t.Run(c.golden, func(t *testing.T) { checkGolden(t, "testdata/"+c.golden+".golden", args...) })
+	}
+}
+
+func checkGolden(t *testing.T, golden string, args ...string) {
+	code, stdout, stderr := runCLI(args...)
 	if code != 0 || stderr != "" {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	golden := "testdata/rules-empty.golden"
 	if *update {
 		if err := os.WriteFile(golden, []byte(stdout), 0o644); err != nil {
 			t.Fatal(err)
@@ -98,7 +117,7 @@ func TestRulesGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	if stdout != string(want) {
-		t.Errorf("rules --config empty.hcl differs from %s (run with -update after checking):\n%s", golden, stdout)
+		t.Errorf("%v differs from %s (run with -update after checking):\n%s", args, golden, stdout)
 	}
 }
 

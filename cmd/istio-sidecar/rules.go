@@ -8,7 +8,7 @@ import (
 // cmdRules prints, without changing anything, the iptables-restore payload of each family that StartTask
 // would apply for the task config.
 func cmdRules(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("rules", "--config FILE [--alloc ID] [--netns PATH | --host]", stderr)
+	fs := newFlagSet("rules", "--config FILE [--plugin-config FILE] [--alloc ID] [--netns PATH | --host]", stderr)
 	var t taskFlags
 	t.register(fs)
 	if code, ok := parseFlags(fs, args); !ok {

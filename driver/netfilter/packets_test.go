@@ -20,11 +20,16 @@ import (
 const (
 	dialEnv     = "ISC_TEST_DIAL"
 	dialFromEnv = "ISC_TEST_DIAL_FROM" // optional source address
+	dialUDPEnv  = "ISC_TEST_DIAL_UDP"  // instead: send this datagram over UDP, print "sent"
 )
 
 func TestMain(m *testing.M) {
 	if addr := os.Getenv(dialEnv); addr != "" {
-		reply, err := dialTCP(addr, os.Getenv(dialFromEnv))
+		dial := dialTCP
+		if os.Getenv(dialUDPEnv) != "" {
+			dial = sendUDP
+		}
+		reply, err := dial(addr, os.Getenv(dialFromEnv))
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
@@ -164,14 +169,23 @@ func dialAsProxy(t *testing.T, pa, addr string) string {
 
 // dialAsProxyFrom is dialAsProxy from a given source address, as Envoy's passthrough clusters bind one.
 func dialAsProxyFrom(t *testing.T, pa, addr, from string) string {
-	self := copyExecutable(t)
-	cmd := exec.Command(self)
-	cmd.Env = []string{dialEnv + "=" + addr, dialFromEnv + "=" + from}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 1337, Gid: 1337}}
+	return dialAs(t, pa, ids{uid: 1337, gid: 1337}, addr, dialFromEnv+"="+from)
+}
+
+// ids are the credentials a child dials with: its UID and its one group, no supplementary ones.
+type ids struct{ uid, gid uint32 }
+
+// dialAs runs the test binary as a dialer in namespace pa with the given credentials (env adds to its
+// environment, e.g. dialUDPEnv) and returns the reply line.
+func dialAs(t *testing.T, pa string, as ids, addr string, env ...string) string {
+	t.Helper()
+	cmd := exec.Command(copyExecutable(t))
+	cmd.Env = append([]string{dialEnv + "=" + addr}, env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: as.uid, Gid: as.gid, Groups: []uint32{}}}
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
-	mustf(t, startIn(pa, cmd), "start child as uid 1337")
-	mustf(t, cmd.Wait(), "child: %s", out.String())
+	mustf(t, startIn(pa, cmd), "start child as uid %d gid %d", as.uid, as.gid)
+	mustf(t, cmd.Wait(), "child as uid %d gid %d: %s", as.uid, as.gid, out.String())
 	return strings.TrimSpace(out.String())
 }
 

@@ -143,6 +143,7 @@ func (b *builder) build() {
 	}
 	b.add(tableNat, rule{Chain: chainIstioOutput, Src: addrMatch{Prefix: b.passthru}, Out: "lo", Target: returnVerdict})
 	b.proxyOwners()
+	b.ownerGroups()
 	if c.dns {
 		b.dns()
 	}

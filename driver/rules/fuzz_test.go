@@ -12,21 +12,27 @@ import (
 // alloc ID. Either Parse/Build reject them with a *FieldError / ErrBadOwner, or the payload contains only what
 // the driver emits: known tables, our chains, one tagged rule per line, nothing injected.
 func FuzzParseBuild(f *testing.F) {
-	f.Add("*", "15020", "*", "10.0.0.0/8", "3306", "5432", "eth0", "REDIRECT", "10.0.0.53", testAlloc, uint8(0))
-	f.Add("8080,9090", "", "10.0.0.0/8,fd00::/8", "10.1.0.0/16", "", "", "veth+", "TPROXY", "fd00::53", "a", uint8(7))
-	f.Add("80\n*nat", "1", "1.2.3.4/33", "*", "0", "65536", "eth0/1", "tproxy", "1.1.1.1%eth0", "x\" -j ACCEPT", uint8(1))
-	f.Add("*,80", "22", "", "::/0", "1,1,1", "53", "a b", "", "", "../x", uint8(3))
-	f.Add("", "", "", "", "", "", "", "", "", "", uint8(2))
-	f.Add("1", "", "127.0.0.1", "10.0.0.1/8", "", "", "lo", "REDIRECT", "::ffff:10.0.0.1", "abc\nCOMMIT", uint8(5))
-	f.Fuzz(func(t *testing.T, inPorts, exInPorts, inRanges, exRanges, inOutPorts, exOutPorts, ifaces, mode, ns, alloc string, flags uint8) {
+	f.Add("*", "15020", "*", "10.0.0.0/8", "3306", "5432", "eth0", "REDIRECT", "10.0.0.53", testAlloc, uint8(0), "java,202", "127.0.0.1/8")
+	f.Add("8080,9090", "", "10.0.0.0/8,fd00::/8", "10.1.0.0/16", "", "", "veth+", "TPROXY", "fd00::53", "a", uint8(7), "0202,*", "127.0.0.0/7")
+	f.Add("80\n*nat", "1", "1.2.3.4/33", "*", "0", "65536", "eth0/1", "tproxy", "1.1.1.1%eth0", "x\" -j ACCEPT", uint8(1), "a b,-1", "::1/128")
+	f.Add("*,80", "22", "", "::/0", "1,1,1", "53", "a b", "", "", "../x", uint8(3), "*", "127.0.0.1")
+	f.Add("", "", "", "", "", "", "", "", "", "", uint8(2), "", "")
+	f.Add("1", "", "127.0.0.1", "10.0.0.1/8", "", "", "lo", "REDIRECT", "::ffff:10.0.0.1", "abc\nCOMMIT", uint8(21), "nosuchgroup,4294967295", "10.0.0.0/8")
+	f.Fuzz(func(t *testing.T, inPorts, exInPorts, inRanges, exRanges, inOutPorts, exOutPorts, ifaces, mode, ns, alloc string, flags uint8, groups, loopback string) {
 		spec := Spec{
 			IncludeInboundPorts: split(inPorts), ExcludeInboundPorts: split(exInPorts),
 			IncludeOutboundIPRanges: split(inRanges), ExcludeOutboundIPRanges: split(exRanges),
 			IncludeOutboundPorts: split(inOutPorts), ExcludeOutboundPorts: split(exOutPorts),
 			ExcludeInterfaces: split(ifaces), InterceptionMode: mode,
 			DNSCapture: flags&1 != 0, CaptureAllDNS: flags&2 != 0, DropInvalid: flags&4 != 0,
+			OutboundIPv4LoopbackCIDR: loopback,
 		}
-		env := Env{HasIPv6: flags&8 != 0}
+		if flags&16 != 0 {
+			spec.IncludeOutboundOwnerGroups = split(groups)
+		} else {
+			spec.ExcludeOutboundOwnerGroups = split(groups)
+		}
+		env := Env{HasIPv6: flags&8 != 0, GroupIDs: map[string]uint32{"java": 2001}}
 		for _, s := range split(ns) {
 			if a, err := netip.ParseAddr(s); err == nil {
 				env.Nameservers = append(env.Nameservers, a)

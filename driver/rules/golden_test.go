@@ -14,11 +14,13 @@ var update = flag.Bool("update", false, "rewrite golden files under testdata/gol
 
 const testAlloc = "8d4b7e0e-0b49-4a5c-9a3f-2f0c1b2a9e11"
 
-// goldenCase is one row of the option matrix: a Spec plus the namespace it is built for.
+// goldenCase is one row of the option matrix: a Spec plus the namespace it is built for, and what the
+// operator changes in the standard defaults, if anything.
 type goldenCase struct {
-	name string
-	spec Spec
-	env  Env
+	name     string
+	spec     Spec
+	env      Env
+	defaults func(*Defaults)
 }
 
 var twoNameservers = []netip.Addr{netip.MustParseAddr("10.212.0.53"), netip.MustParseAddr("10.212.1.53")}
@@ -56,13 +58,26 @@ func goldenCases() []goldenCase {
 			IncludeOutboundIPRanges: []string{"*"},
 		}, env: Env{HasIPv6: true, Nameservers: append([]netip.Addr{netip.MustParseAddr("fd00::53")}, twoNameservers...)}},
 		{name: "ipv6-tproxy", spec: Spec{InterceptionMode: "TPROXY"}, env: Env{HasIPv6: true}},
+		{name: "extra-proxy-ids-dns-ipv6", spec: Spec{DNSCapture: true}, defaults: withIDs([]uint32{1337, 2000}, []uint32{1337, 3000}),
+			env: Env{HasIPv6: true, Nameservers: append([]netip.Addr{netip.MustParseAddr("fd00::53")}, twoNameservers...)}},
+		{name: "extra-proxy-ids-tproxy", spec: Spec{InterceptionMode: "TPROXY"}, defaults: withIDs([]uint32{1337, 2000}, []uint32{1337, 3000})},
+		{name: "owner-groups-include", spec: Spec{IncludeOutboundOwnerGroups: []string{"java", "202"}}, env: Env{GroupIDs: recordingGroups}},
+		{name: "owner-groups-exclude-dns-ipv6", spec: Spec{ExcludeOutboundOwnerGroups: []string{"888", "ftp"}, DNSCapture: true},
+			env: Env{HasIPv6: true, Nameservers: twoNameservers, GroupIDs: recordingGroups}},
+		{name: "owner-groups-none", spec: Spec{IncludeOutboundOwnerGroups: []string{}}},
+		{name: "loopback-cidr-tproxy", spec: Spec{OutboundIPv4LoopbackCIDR: "127.0.0.0/8", InterceptionMode: "TPROXY", DNSCapture: true},
+			env: Env{Nameservers: twoNameservers}},
 	}
 }
 
 // buildCase parses and builds a case with the standard defaults.
 func buildCase(t testing.TB, c goldenCase) Ruleset {
 	t.Helper()
-	cfg, err := Parse(c.spec, StandardDefaults(), c.env)
+	d := StandardDefaults()
+	if c.defaults != nil {
+		c.defaults(&d)
+	}
+	cfg, err := Parse(c.spec, d, c.env)
 	if err != nil {
 		t.Fatalf("%s: Parse: %v", c.name, err)
 	}

@@ -32,6 +32,8 @@ type Config struct {
 	outPortsInclude []uint16
 	outPortsExclude []uint16
 	excludeIfaces   []iface
+	groupsExcept    bool     // the owner-group filter: groups bypass capture, or only groups are captured
+	groups          []uint32 // GIDs, deduplicated
 
 	dns         bool
 	dnsAll      bool
@@ -83,6 +85,12 @@ func Parse(spec Spec, defaults Defaults, env Env) (Config, error) {
 	add(err)
 	cfg.nameservers, err = checkNameservers(env.Nameservers)
 	add(err)
+	cfg.groupsExcept, cfg.groups, err = parseOwnerGroups(spec, env.GroupIDs)
+	add(err)
+	if spec.OutboundIPv4LoopbackCIDR != "" {
+		cfg.hostLoopback, err = parseLoopbackCIDR("outbound_ipv4_loopback_cidr", spec.OutboundIPv4LoopbackCIDR)
+		add(err)
+	}
 	if len(errs) > 0 {
 		return Config{}, errors.Join(errs...)
 	}
@@ -127,17 +135,17 @@ func checkDefaults(d Defaults) error {
 			return fieldErr("defaults.exclude_inbound_ports", i, "0", "is not a port (1-65535)", nil)
 		}
 	}
-	if len(d.ProxyUIDs) == 0 {
-		return fieldErr("defaults.proxy_uids", -1, "", "must list at least one UID", nil)
+	if err := checkIDs("defaults.proxy_uids", d.ProxyUIDs); err != nil {
+		return err
 	}
-	if len(d.ProxyGIDs) == 0 {
-		return fieldErr("defaults.proxy_gids", -1, "", "must list at least one GID", nil)
+	if err := checkIDs("defaults.proxy_gids", d.ProxyGIDs); err != nil {
+		return err
 	}
 	if d.TProxyMark == 0 {
 		return fieldErr("defaults.tproxy_mark", -1, "0", "must be non-zero", nil)
 	}
-	if !d.HostLoopback.IsValid() || !d.HostLoopback.Addr().Is4() || !d.HostLoopback.Addr().IsLoopback() {
-		return fieldErr("defaults.host_loopback", -1, d.HostLoopback.String(), "is not an IPv4 loopback CIDR", nil)
+	if reason := loopbackProblem(d.HostLoopback); reason != "" {
+		return fieldErr("defaults.host_loopback", -1, d.HostLoopback.String(), reason, nil)
 	}
 	return nil
 }

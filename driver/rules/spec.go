@@ -36,6 +36,14 @@ type Spec struct {
 	CaptureAllDNS bool `codec:"capture_all_dns"`
 	// DropInvalid drops conntrack-INVALID packets instead of letting them reset connections (INVALID_DROP).
 	DropInvalid bool `codec:"drop_invalid"`
+	// IncludeOutboundOwnerGroups: groups (names or GIDs) whose processes' outbound traffic goes to Envoy, or
+	// ["*"] for all (default); [] captures none (ISTIO_OUTBOUND_OWNER_GROUPS).
+	IncludeOutboundOwnerGroups []string `codec:"include_outbound_owner_groups"`
+	// ExcludeOutboundOwnerGroups: groups whose outbound traffic bypasses Envoy, when IncludeOutboundOwnerGroups
+	// is "*" (ISTIO_OUTBOUND_OWNER_GROUPS_EXCLUDE).
+	ExcludeOutboundOwnerGroups []string `codec:"exclude_outbound_owner_groups"`
+	// OutboundIPv4LoopbackCIDR replaces Defaults.HostLoopback when set (ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR).
+	OutboundIPv4LoopbackCIDR string `codec:"outbound_ipv4_loopback_cidr"`
 }
 
 // Defaults are the plugin-wide settings every allocation shares. They come from the operator, not from jobs.
@@ -46,9 +54,11 @@ type Defaults struct {
 	DNSCapturePort      uint16 // pilot-agent's DNS proxy
 	// ExcludeInboundPorts are never captured inbound: Envoy's Prometheus, health and agent status ports (-d).
 	ExcludeInboundPorts []uint16
-	ProxyUIDs           []uint32 // the proxy's own traffic is never captured (-u)
-	ProxyGIDs           []uint32 // (-g)
-	TProxyMark          uint32
+	// ProxyUIDs and ProxyGIDs get the proxy's treatment (-u, -g): their traffic is never captured. The proxy's
+	// own ID first, then any extra ones, in the order Istio's lists take them.
+	ProxyUIDs  []uint32
+	ProxyGIDs  []uint32
+	TProxyMark uint32
 	// HostLoopback is the IPv4 loopback destination that app-to-app traffic uses (ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR).
 	HostLoopback netip.Prefix
 }
@@ -74,6 +84,9 @@ type Env struct {
 	Nameservers []netip.Addr
 	// HasIPv6 is true when the namespace has a global IPv6 address; only then is an IPv6 ruleset built.
 	HasIPv6 bool
+	// GroupIDs are the GIDs of the group names the owner-group filters use (OwnerGroupNames), as the host
+	// resolves them. Parse refuses a name missing here.
+	GroupIDs map[string]uint32
 }
 
 // Owner identifies the allocation whose rules these are; its ID goes into every rule's comment.
