@@ -82,6 +82,9 @@ type startPlan struct {
 	interception interceptionPlan
 	inputs       interceptionInputs
 	rs           rules.Ruleset
+	// vars are the proxy's own environment variables (PROXY_CONFIG among them), decided before anything
+	// starts so that one the kernel would refuse fails the start before any change.
+	vars map[string]string
 }
 
 // planStart checks both config blocks against the placement and reads the namespace the rules depend on.
@@ -108,6 +111,13 @@ func (d *Driver) planStart(cfg *drivers.TaskConfig) (*startPlan, error) {
 		if err := checkHostModePorts(cfg, istio.OutboundCapturePort, istio.InboundCapturePort); err != nil {
 			return nil, err
 		}
+	}
+	if p.vars, err = proxyEnvironment(cfg, s, p.task, p.interception.mode()); err != nil {
+		return nil, fmt.Errorf("%s task config: %w", PluginName, err)
+	}
+	if p.interception.spec.DNSCapture {
+		// pilot-agent's DNS proxy on 15053 answers what the rules redirect there.
+		p.vars["ISTIO_META_DNS_CAPTURE"] = "true"
 	}
 	return p, nil
 }
@@ -183,15 +193,7 @@ func (d *Driver) prepare(cfg *drivers.TaskConfig, p *startPlan) ([]string, error
 	if err := layout.Prepare(); err != nil {
 		return nil, fmt.Errorf("laying out pilot-agent's working tree: %w", err)
 	}
-	vars, err := proxyEnvironment(cfg, s, t, p.interception.mode())
-	if err != nil {
-		return nil, err
-	}
-	if p.interception.spec.DNSCapture {
-		// pilot-agent's DNS proxy on 15053 answers what the rules redirect there.
-		vars["ISTIO_META_DNS_CAPTURE"] = "true"
-	}
-	return proxy.EnvList(cfg.Env, s.EnvPassthrough, vars), nil
+	return proxy.EnvList(cfg.Env, s.EnvPassthrough, p.vars), nil
 }
 
 // rootCert reads the mesh's root certificate: the task's own (typically written by a template into secrets/),

@@ -5,8 +5,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"gopkg.in/yaml.v3"
 )
 
 func TestParsePilotAgentVersion(t *testing.T) {
@@ -31,38 +29,6 @@ func TestParseEnvoyVersion(t *testing.T) {
 	for _, bad := range []string{"", "envoy 1.36", "envoy  version: abc"} {
 		if _, err := ParseEnvoyVersion([]byte(bad)); err == nil {
 			t.Errorf("%q: want an error", bad)
-		}
-	}
-}
-
-func TestProxyConfigLayers_LaterLayersReplaceWholeFields(t *testing.T) {
-	doc, err := ProxyConfigLayers{
-		Fleet:    "tracing:\n  sampling: 1\nproxyMetadata:\n  A: fleet\n",
-		Workload: "proxyMetadata:\n  B: job\n",
-		Typed:    map[string]any{"discoveryAddress": "istiod:15012"},
-		Owned:    map[string]any{"binaryPath": "/usr/local/bin/envoy", "statusPort": 15020},
-	}.Merge()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got map[string]any
-	if err := yaml.Unmarshal([]byte(doc), &got); err != nil {
-		t.Fatal(err)
-	}
-	md := got["proxyMetadata"].(map[string]any)
-	if md["B"] != "job" || md["A"] != nil {
-		t.Errorf("the workload's proxyMetadata must replace the fleet's whole, as pilot-agent merges: %v", md)
-	}
-	if got["tracing"] == nil || got["discoveryAddress"] != "istiod:15012" || got["binaryPath"] != "/usr/local/bin/envoy" || got["statusPort"] != 15020 {
-		t.Errorf("layers lost: %v", got)
-	}
-}
-
-func TestProxyConfigLayers_OwnedKeysAreRefusedFromUsers(t *testing.T) {
-	for _, key := range []string{"binaryPath", "configPath", "proxyAdminPort", "statusPort", "proxyBootstrapTemplatePath", "customConfigFile"} {
-		_, err := ProxyConfigLayers{Workload: key + ": x\n"}.Merge()
-		if err == nil || !strings.Contains(err.Error(), `proxy_config: "`+key+`" is set by the driver`) {
-			t.Errorf("%s: got %v", key, err)
 		}
 	}
 }
