@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -312,16 +310,12 @@ func checkRouting(ctx context.Context, nsPath string, f rules.Family, mark uint3
 	return fmt.Sprintf("%s policy routing missing: %v", f, missing), nil
 }
 
-// haveIP reports whether the ip command exists. Without it the driver cannot have added policy routing, so
-// REDIRECT rulesets and Cleanup do not need it; a TPROXY ruleset fails on it with the exec error.
-// haveIP looks for ip where run will: a REDIRECT-only host without iproute2 still works.
+// haveIP reports whether the ip command exists where run looks for it. Without it the driver cannot have
+// added policy routing, so REDIRECT rulesets and Cleanup do not need it (a REDIRECT-only host without
+// iproute2 still works); a TPROXY ruleset fails on it, naming the missing tool.
 func haveIP() bool {
-	for _, dir := range filepath.SplitList(toolPath) {
-		if fi, err := os.Stat(filepath.Join(dir, "ip")); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0 {
-			return true
-		}
-	}
-	return false
+	_, err := lookTool("ip")
+	return err == nil
 }
 
 // dropStaleRouting removes, before the iptables change, the policy routing our current TPROXY rules name and
