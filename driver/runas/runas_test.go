@@ -48,6 +48,55 @@ func TestArgv_KeepsOnlyTheNamedCapability(t *testing.T) {
 	}
 }
 
+// statusOf runs argv with an extra descriptor (fd 3, not close-on-exec, as a leaky parent would hand on) and
+// returns what the command printed.
+func runWithExtraFile(t *testing.T, argv []string) string {
+	t.Helper()
+	f, err := os.Open("/dev/null")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.ExtraFiles = []*os.File{f}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	return string(out)
+}
+
+// The proxy can never gain privileges (no_new_privs: setuid binaries such as su and mount stay inert), its
+// bounding set holds nothing (REDIRECT) or only CAP_NET_RAW (TPROXY), and no descriptor above 2 reaches it.
+func TestArgv_NoNewPrivsEmptyBoundingSetNoInheritedDescriptors(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to change user")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := []string{"/bin/sh", "-c", "grep -E '^(NoNewPrivs|Cap(Eff|Amb|Bnd|Prm)):' /proc/$$/status; ls /proc/$$/fd | tr '\\n' ' '"}
+	for _, tc := range []struct {
+		caps []string
+		want []string
+	}{
+		{nil, []string{"NoNewPrivs:\t1", "CapBnd:\t0000000000000000", "CapEff:\t0000000000000000", "CapAmb:\t0000000000000000", "CapPrm:\t0000000000000000"}},
+		{[]string{"net_raw"}, []string{"NoNewPrivs:\t1", "CapBnd:\t0000000000002000", "CapEff:\t0000000000002000", "CapAmb:\t0000000000002000"}},
+	} {
+		out := runWithExtraFile(t, Argv(self, 1337, 1337, tc.caps, script))
+		for _, want := range tc.want {
+			if !strings.Contains(out, want) {
+				t.Errorf("caps %v: want %q in:\n%s", tc.caps, want, out)
+			}
+		}
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if fds := lines[len(lines)-1]; strings.TrimSpace(fds) != "0 1 2" {
+			t.Errorf("caps %v: descriptors %q reached the command, want only 0 1 2", tc.caps, fds)
+		}
+	}
+}
+
 func TestRun_RefusesRoot(t *testing.T) {
 	for _, args := range [][]string{{"0", "1337", "-", "--", "/bin/true"}, {"1337", "0", "-", "--", "/bin/true"}, {"1337", "1337", "/bin/true"}, {"1337", "1337", "NET ADMIN", "--", "/bin/true"}} {
 		if err := run(args); err == nil {
