@@ -22,6 +22,9 @@ const (
 	defaultTokenSource       = "secrets/istio-token"
 )
 
+// DefaultStateDir is the plugin's default state_dir, where the operator CLI finds the namespace locks too.
+const DefaultStateDir = "/run/istio-sidecar"
+
 // Config is the client's plugin block, as Nomad decodes it.
 type Config struct {
 	PilotAgentPath        string `codec:"pilot_agent_path"`
@@ -77,7 +80,7 @@ func defaultConfig() Config {
 		HostExcludePorts:        slices.Clone(defaultHostExcludePorts), // decoding writes into it
 		InterceptionGracePeriod: "1m",
 		DriftCheckInterval:      "30s",
-		StateDir:                "/run/istio-sidecar",
+		StateDir:                DefaultStateDir,
 		EnvPassthrough:          []string{"ISTIO_META_"}, // a fresh slice: decoding writes into it
 	}
 }

@@ -2,7 +2,6 @@ package interception
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -143,10 +142,5 @@ func (l *Lease) Repair(ctx context.Context, timeout time.Duration) (drifted bool
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	err = t.nf.Verify(ctx, l.netns, l.rs)
-	if err == nil || !errors.Is(err, netfilter.ErrDrift) {
-		return false, nil, err
-	}
-	restored, err = t.nf.Apply(ctx, l.netns, l.rs)
-	return true, restored, err
+	return t.nf.Repair(ctx, l.netns, l.rs)
 }

@@ -234,21 +234,26 @@ func verifyFamily(ctx context.Context, nsPath string, b Backend, owner rules.Own
 // CleanupResult says what Cleanup removed.
 type CleanupResult struct {
 	Removed int
+	// RemovedBy is Removed per owner.
+	RemovedBy map[string]int
 	// NamespaceGone is set when the namespace no longer existed: nothing to remove, and not an error.
 	NamespaceGone bool
 	// Passthrough6Removed: ::6/128 was ours and went from lo with our IPv6 rules (passthrough6.go).
 	Passthrough6Removed bool
 }
 
-// Cleanup removes every rule tagged with allocID, and the chains only those rules filled, from both backends
-// and both families, one transaction per backend and family. It never recomputes the config. The TPROXY
-// policy routing whose mark those rules name goes first (routing.go explains why in that order).
+// Cleanup removes every rule tagged with allocID ("" is every allocation's), and the chains only those rules
+// filled, from both backends and both families, one transaction per backend and family. It never recomputes
+// the config. The TPROXY policy routing whose mark those rules name goes first (routing.go explains why in
+// that order).
 func Cleanup(ctx context.Context, nsPath, allocID string) (CleanupResult, error) {
 	owner := rules.Owner{AllocID: allocID}
-	if err := owner.Validate(); err != nil {
-		return CleanupResult{}, err
+	if allocID != "" {
+		if err := owner.Validate(); err != nil {
+			return CleanupResult{}, err
+		}
 	}
-	var res CleanupResult
+	res := CleanupResult{RemovedBy: map[string]int{}}
 	err := forEachState(ctx, nsPath, owner, func(b Backend, f rules.Family, st familyState) error {
 		if _, _, err := removeRouting(ctx, nsPath, f, st.present.TProxyMarks()); err != nil {
 			return err
@@ -259,6 +264,9 @@ func Cleanup(ctx context.Context, nsPath, allocID string) (CleanupResult, error)
 		}
 		res.Passthrough6Removed = res.Passthrough6Removed || p6
 		res.Removed += st.present.RuleCount()
+		for o, n := range st.present.RuleCounts() {
+			res.RemovedBy[o] += n
+		}
 		return nil
 	})
 	if errors.Is(err, ErrNamespaceGone) {
