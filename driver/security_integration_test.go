@@ -60,15 +60,11 @@ func TestSecurity_JobProxyConfigRunsNoCommandAndLoadsNoFile(t *testing.T) {
 // none of the fields that would load a file or run a command, whatever the job's allowed fields were.
 func TestSecurity_RenderedProxyConfigHoldsNoJobFile(t *testing.T) {
 	t.Parallel()
-	b := integration(t)
-	td := newTestDriver(t, b, nil)
-	netns := newNetns(t)
-	cfg := td.newTask(t, netns, `
+	b, taskDir := startedProxy(t, `
 drain_duration = "1s"
 proxy_config   = "tracing: {sampling: 10}\nextraStatTags: [tenant]\n"
-`, nil)
-	td.start(t, cfg)
-	pid := pilotAgentPid(t, cfg.TaskDir().Dir)
+`)
+	pid := pilotAgentPid(t, taskDir)
 	doc := procEnv(t, pid)["PROXY_CONFIG"]
 	for _, banned := range []string{"customConfigFile", "proxyBootstrapTemplatePath", "readinessProbe", "proxyMetadata"} {
 		if strings.Contains(doc, banned) {
@@ -85,12 +81,8 @@ proxy_config   = "tracing: {sampling: 10}\nextraStatTags: [tenant]\n"
 // bounding set, hold no capability, and hold no descriptor handed on by the executor that started them.
 func TestSecurity_ProxyRunsWithNoPrivilegeToGainAndNoInheritedDescriptor(t *testing.T) {
 	t.Parallel()
-	b := integration(t)
-	td := newTestDriver(t, b, nil)
-	netns := newNetns(t)
-	cfg := td.newTask(t, netns, `drain_duration = "1s"`, nil)
-	td.start(t, cfg)
-	for _, pid := range procsIn(cfg.TaskDir().Dir) {
+	_, taskDir := startedProxy(t, `drain_duration = "1s"`)
+	for _, pid := range procsIn(taskDir) {
 		for field, want := range map[string]string{"NoNewPrivs:": "1", "CapBnd:": "0000000000000000",
 			"CapAmb:": "0000000000000000", "CapEff:": "0000000000000000", "CapPrm:": "0000000000000000"} {
 			if got := procField(pid, field); got != want {
@@ -98,7 +90,7 @@ func TestSecurity_ProxyRunsWithNoPrivilegeToGainAndNoInheritedDescriptor(t *test
 			}
 		}
 	}
-	pid := pilotAgentPid(t, cfg.TaskDir().Dir)
+	pid := pilotAgentPid(t, taskDir)
 	parent, err := strconv.Atoi(procField(pid, "PPid:"))
 	if err != nil {
 		t.Fatal(err)
@@ -106,6 +98,16 @@ func TestSecurity_ProxyRunsWithNoPrivilegeToGainAndNoInheritedDescriptor(t *test
 	if inherited := sharedDescriptors(t, parent, pid); len(inherited) > 0 {
 		t.Errorf("pilot-agent (pid %d) holds descriptors of its parent %s (pid %d): %v", pid, procExe(parent), parent, inherited)
 	}
+}
+
+// startedProxy starts a task of config body in a fresh group namespace, ready, and returns its task dir.
+func startedProxy(t *testing.T, body string) (proxyBinaries, string) {
+	t.Helper()
+	b := integration(t)
+	td := newTestDriver(t, b, nil)
+	cfg := td.newTask(t, newNetns(t), body, nil)
+	td.start(t, cfg)
+	return b, cfg.TaskDir().Dir
 }
 
 // proxyWritableDir is a directory the proxy user can write to: where a probe's command would leave its mark.

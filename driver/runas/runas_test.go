@@ -9,13 +9,7 @@ import (
 
 // The test binary imports this package, so its init handles the re-exec as the plugin binary's does.
 func TestArgv_DropsToUserWithNoGroups(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to change user")
-	}
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
+	self := rootSelf(t)
 	argv := Argv(self, 1337, 1337, nil, []string{"/bin/sh", "-c", "id -u; id -g; id -G"})
 	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
 	if err != nil {
@@ -28,13 +22,7 @@ func TestArgv_DropsToUserWithNoGroups(t *testing.T) {
 
 // TPROXY's proxy keeps CAP_NET_RAW, and only it, across the drop and the exec of its children.
 func TestArgv_KeepsOnlyTheNamedCapability(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to change user")
-	}
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
+	self := rootSelf(t)
 	argv := Argv(self, 1337, 1337, []string{"net_raw"}, []string{"/bin/sh", "-c", "id -u; id -G; grep -E '^Cap(Eff|Amb|Bnd):' /proc/self/status"})
 	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
 	if err != nil {
@@ -48,7 +36,21 @@ func TestArgv_KeepsOnlyTheNamedCapability(t *testing.T) {
 	}
 }
 
-// statusOf runs argv with an extra descriptor (fd 3, not close-on-exec, as a leaky parent would hand on) and
+// rootSelf is this test binary, which handles the run-as re-exec as the plugin binary does; changing user
+// needs root.
+func rootSelf(t *testing.T) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to change user")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return self
+}
+
+// runWithExtraFile runs argv with an extra descriptor (fd 3, not close-on-exec, as a leaky parent would hand on) and
 // returns what the command printed.
 func runWithExtraFile(t *testing.T, argv []string) string {
 	t.Helper()
@@ -69,13 +71,7 @@ func runWithExtraFile(t *testing.T, argv []string) string {
 // The proxy can never gain privileges (no_new_privs: setuid binaries such as su and mount stay inert), its
 // bounding set holds nothing (REDIRECT) or only CAP_NET_RAW (TPROXY), and no descriptor above 2 reaches it.
 func TestArgv_NoNewPrivsEmptyBoundingSetNoInheritedDescriptors(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to change user")
-	}
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
+	self := rootSelf(t)
 	script := []string{"/bin/sh", "-c", "grep -E '^(NoNewPrivs|Cap(Eff|Amb|Bnd|Prm)):' /proc/$$/status; ls /proc/$$/fd | tr '\\n' ' '"}
 	for _, tc := range []struct {
 		caps []string
