@@ -128,8 +128,9 @@ func (t *Tracker) releaseNow(l *Lease) (removed int, ok bool) {
 }
 
 // Repair checks that the namespace still holds exactly the lease's ruleset and, if it drifted (a firewall
-// reload, a stray `iptables -F`), restores it in one transaction. timeout bounds both. It runs only while the
-// lease is current and no release is pending, so it never re-applies rules that are going.
+// reload, a stray `iptables -F`), restores it in one transaction; the check and the restore hold the
+// namespace's lock together, so no other writer comes in between. timeout bounds both. It runs only while
+// the lease is current and no release is pending, so it never re-applies rules that are going.
 //
 // drifted says the rules differed; restored holds the apply's reports when they were put back. An error with
 // drifted false is a check that could not be made.
