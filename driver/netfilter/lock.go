@@ -24,7 +24,9 @@ import (
 // plugin's state_dir. An flock dies with its process, so a crash never leaves it held.
 //
 // The file is removed after a cleanup, under the lock: whoever waited on the removed file finds, once it holds
-// it, that the path no longer names the file it locked, and starts again on the new one.
+// it, that the path no longer names the file it locked, and starts again on the new one. A file holds the
+// namespace's path, so that the files of namespaces that went before their cleanup (Nomad tore the group's
+// network down first) are found and removed by the next cleanup.
 
 // lockPoll is how often a held lock is tried again. flock cannot wait on a context; the lock is held for one
 // apply or cleanup, tens of milliseconds.
@@ -64,6 +66,7 @@ func (n Namespaces) Repair(ctx context.Context, nsPath string, rs rules.Ruleset)
 
 // Cleanup is Cleanup under the namespace's lock; allocID "" removes every owner's rules.
 func (n Namespaces) Cleanup(ctx context.Context, nsPath, allocID string) (CleanupResult, error) {
+	defer n.pruneGone()
 	l, err := n.lock(ctx, nsPath)
 	if errors.Is(err, ErrNamespaceGone) {
 		return CleanupResult{NamespaceGone: true}, nil
@@ -101,6 +104,11 @@ func (n Namespaces) lock(ctx context.Context, nsPath string) (*nsLock, error) {
 	}
 	for {
 		l, err := tryLock(path)
+		if l != nil {
+			// Which namespace this is, for pruneGone; the lock holds without it.
+			_ = l.f.Truncate(0)
+			_, _ = l.f.WriteAt([]byte(nsPath), 0)
+		}
 		if l != nil || err != nil {
 			return l, err
 		}
@@ -139,6 +147,29 @@ func (l *nsLock) unlock() { l.f.Close() }
 
 // remove deletes the lock file, still held; the next writer creates it again.
 func (l *nsLock) remove() { _ = os.Remove(l.path) }
+
+// pruneGone removes the lock files of group namespaces that no longer exist (or whose path now names another
+// namespace), each under its own lock so that no holder loses it.
+func (n Namespaces) pruneGone() {
+	entries, err := os.ReadDir(n.LockDir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		path := filepath.Join(n.LockDir, e.Name())
+		nsPath, err := os.ReadFile(path)
+		if err != nil || len(nsPath) == 0 {
+			continue // the host's namespace, or a file being written
+		}
+		if now, err := lockPath(n.LockDir, string(nsPath)); err == nil && now == path {
+			continue
+		}
+		if l, err := tryLock(path); l != nil && err == nil {
+			l.remove()
+			l.unlock()
+		}
+	}
+}
 
 // lockPath names the namespace's lock by the namespace's identity. A namespace that no longer exists has
 // nothing to lock: ErrNamespaceGone.

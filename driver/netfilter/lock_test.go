@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -57,5 +58,41 @@ func TestNamespaceLock_NamedByNamespaceIdentity(t *testing.T) {
 	}
 	if _, err := lockPath(dir, "/nonexistent/netns"); !errors.Is(err, ErrNamespaceGone) {
 		t.Fatalf("a missing namespace: %v", err)
+	}
+}
+
+// A namespace that went before its cleanup leaves its lock file; the next cleanup's prune removes it, and
+// never the file of a namespace that is still there, nor one that is held. Any file stands in for a
+// namespace here: the lock is named by what the path stats to.
+func TestNamespaceLock_FilesOfGoneNamespacesArePruned(t *testing.T) {
+	n := Namespaces{LockDir: t.TempDir()}
+	gone, live, held := filepath.Join(t.TempDir(), "gone"), filepath.Join(t.TempDir(), "live"), filepath.Join(t.TempDir(), "held")
+	paths := map[string]string{}
+	for _, ns := range []string{gone, live, held} {
+		if err := os.WriteFile(ns, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		l, err := n.lock(t.Context(), ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		paths[ns] = l.path
+		if ns == held {
+			defer l.unlock()
+			continue
+		}
+		l.unlock()
+	}
+	if err := os.Remove(gone); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(held); err != nil {
+		t.Fatal(err)
+	}
+	n.pruneGone()
+	for ns, want := range map[string]bool{gone: false, live: true, held: true} {
+		if _, err := os.Stat(paths[ns]); (err == nil) != want {
+			t.Errorf("%s: lock file present %v, want %v", filepath.Base(ns), err == nil, want)
+		}
 	}
 }
