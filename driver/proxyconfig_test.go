@@ -164,3 +164,19 @@ func TestProxyConfig_MergedDocumentFitsOneEnvironmentString(t *testing.T) {
 		t.Fatalf("got %v, want an error saying PROXY_CONFIG exceeds the kernel's limit", err)
 	}
 }
+
+// Under the size bound, YAML aliases could still expand a document a billion times: yaml.v3 refuses that.
+func TestProxyConfig_AliasExpansionIsRefused(t *testing.T) {
+	doc := "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
+	for i, name := range []string{"b", "c", "d", "e", "f", "g", "h", "i"} {
+		prev := string(rune('a' + i))
+		doc += name + ": &" + name + " [" + strings.Repeat("*"+prev+",", 8) + "*" + prev + "]\n"
+	}
+	start := time.Now()
+	if _, err := jobProxyConfig(t, doc); err == nil || !strings.Contains(err.Error(), "proxy_config: ") {
+		t.Fatalf("got %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("took %s", d)
+	}
+}
