@@ -22,6 +22,9 @@ const (
 	defaultTokenSource       = "secrets/istio-token"
 )
 
+// DefaultStateDir is the plugin's default state_dir, where the operator CLI finds the namespace locks too.
+const DefaultStateDir = "/run/istio-sidecar"
+
 // Config is the client's plugin block, as Nomad decodes it.
 type Config struct {
 	PilotAgentPath        string `codec:"pilot_agent_path"`
@@ -57,8 +60,10 @@ type Config struct {
 type settings struct {
 	Config
 	readinessTimeout time.Duration
-	gracePeriod      time.Duration
-	driftInterval    time.Duration
+	// proxyConfig is the fleet's ProxyConfig layer, parsed once.
+	proxyConfig   proxy.ProxyConfigLayer
+	gracePeriod   time.Duration
+	driftInterval time.Duration
 }
 
 // trackerSettings are what the interception tracker acts on.
@@ -80,7 +85,7 @@ func defaultConfig() Config {
 		HostExcludePorts:        slices.Clone(defaultHostExcludePorts), // decoding writes into it
 		InterceptionGracePeriod: "1m",
 		DriftCheckInterval:      "30s",
-		StateDir:                "/run/istio-sidecar",
+		StateDir:                DefaultStateDir,
 		EnvPassthrough:          []string{"ISTIO_META_"}, // a fresh slice: decoding writes into it
 	}
 }
@@ -102,6 +107,9 @@ func (c Config) validate() (*settings, error) {
 	}
 	s := &settings{Config: c}
 	var err error
+	if s.proxyConfig, err = proxy.ParseProxyConfig("proxy_config", proxy.Fleet, c.ProxyConfig, typedProxyConfigFields(true)); err != nil {
+		return nil, err
+	}
 	if s.readinessTimeout, err = positiveDuration("readiness_timeout", c.ReadinessTimeout); err != nil {
 		return nil, err
 	}
@@ -140,8 +148,8 @@ func (c Config) validateProxy() error {
 	return checkExtraIDs("extra_proxy_gids", c.ExtraProxyGIDs, "proxy_gid", c.ProxyGID)
 }
 
-// validateMesh checks what the proxy is told: the control plane, the mesh's names, the fleet's ProxyConfig
-// and the environment that passes through.
+// validateMesh checks what the proxy is told: the control plane, the mesh's names and the environment that
+// passes through.
 func (c Config) validateMesh() error {
 	if err := checkHostPort("discovery_address", c.DiscoveryAddress); err != nil {
 		return err
@@ -160,13 +168,6 @@ func (c Config) validateMesh() error {
 		if err := checkToken(f.field, f.v); err != nil {
 			return err
 		}
-	}
-	fleet, err := proxy.ParseProxyConfigYAML("proxy_config", c.ProxyConfig)
-	if err != nil {
-		return err
-	}
-	if err := checkTypedProxyConfig(fleet, true); err != nil {
-		return err
 	}
 	for i, p := range c.EnvPassthrough {
 		if !envPrefix.MatchString(p) {

@@ -6,6 +6,8 @@ import (
 
 	"github.com/hashicorp/nomad/plugins/base"
 	"github.com/hashicorp/nomad/plugins/drivers"
+
+	"github.com/istio-sidecar/istio-sidecar/driver/proxy"
 )
 
 func TestPluginConfig_DefaultsAreValid(t *testing.T) {
@@ -38,7 +40,7 @@ func TestPluginConfig_BadFieldsNameFieldAndValue(t *testing.T) {
 		{"mesh id", func(c *Config) { c.MeshID = "mesh/1" }, `mesh_id: "mesh/1"`},
 		{"network", func(c *Config) { c.Network = "net 1" }, `network: "net 1"`},
 		{"proxy config not yaml", func(c *Config) { c.ProxyConfig = "[a" }, "proxy_config: not a YAML mapping"},
-		{"proxy config owned key", func(c *Config) { c.ProxyConfig = "binaryPath: /bin/sh" }, `proxy_config: "binaryPath"`},
+		{"proxy config owned key", func(c *Config) { c.ProxyConfig = "binaryPath: /bin/sh" }, `proxy_config: binaryPath (binary_path) is set by the driver`},
 		{"readiness timeout", func(c *Config) { c.ReadinessTimeout = "soon" }, `readiness_timeout: "soon"`},
 		{"readiness timeout zero", func(c *Config) { c.ReadinessTimeout = "0s" }, `readiness_timeout: "0s"`},
 	}
@@ -128,7 +130,7 @@ readiness_timeout = "2m"
 		t.Fatal(err)
 	}
 	if ts.Labels["topology.istio.io/subzone"] != "rack-1" || ts.Concurrency != 4 || ts.drain.String() != "20s" ||
-		ts.readinessTimeout.String() != "2m0s" || ts.HoldApplicationUntilProxyStarts || ts.proxyConfig["tracing"] == nil {
+		ts.readinessTimeout.String() != "2m0s" || ts.HoldApplicationUntilProxyStarts || proxy.MergeProxyConfig(s.proxyConfig, ts.proxyConfig).GetTracing().GetSampling() != 10 {
 		t.Fatalf("unexpected: %+v", ts)
 	}
 }
@@ -144,9 +146,9 @@ func TestTaskConfig_BadFieldsNameFieldAndValue(t *testing.T) {
 		{`instance_ip = "10.0.0.300"`, `instance_ip: "10.0.0.300"`},
 		{`discovery_address = "istiod"`, `discovery_address: "istiod"`},
 		{`ca_address = "ca:0"`, `ca_address: "ca:0"`},
-		{`proxy_config = "binaryPath: /bin/sh"`, `proxy_config: "binaryPath" is set by the driver`},
-		{`proxy_config = "configPath: /tmp"`, `proxy_config: "configPath" is set by the driver`},
-		{`proxy_config = "concurrency: 2"`, `proxy_config: "concurrency" is set by the concurrency field`},
+		{`proxy_config = "binaryPath: /bin/sh"`, `proxy_config: binaryPath (binary_path) is set by the driver`},
+		{`proxy_config = "configPath: /tmp"`, `proxy_config: configPath (config_path) is set by the driver`},
+		{`proxy_config = "concurrency: 2"`, `proxy_config: concurrency (concurrency) is set by the concurrency field`},
 		{`proxy_config = "- a"`, `proxy_config: not a YAML mapping`},
 		{`log_level = "loud"`, `log_level: "loud"`},
 		{`concurrency = -1`, `concurrency: -1`},

@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/nomad/plugins/drivers"
 	pstructs "github.com/hashicorp/nomad/plugins/shared/structs"
 
+	"github.com/istio-sidecar/istio-sidecar/driver/netfilter"
 	"github.com/istio-sidecar/istio-sidecar/driver/proxy"
 )
 
@@ -116,7 +117,7 @@ func iptablesFacts(p probes, versions *versionCache) (backend, version string, e
 	for _, tool := range []string{"iptables", "iptables-restore", "iptables-save"} {
 		found, err := p.lookPath(tool)
 		if err != nil {
-			return "", "", fmt.Errorf("%s not found in PATH (install Debian's iptables package)", tool)
+			return "", "", fmt.Errorf("%s not found in %s (install Debian's iptables package)", tool, netfilter.ToolPath)
 		}
 		if tool == "iptables" {
 			path = found

@@ -99,7 +99,7 @@ func TestFingerprint_UnhealthySaysExactlyWhatIsMissing(t *testing.T) {
 		{"no pilot-agent", func(h *fakeHost) { h.missing[s.PilotAgentPath] = true }, "pilot-agent (pilot_agent_path /usr/local/bin/pilot-agent): not found"},
 		{"no envoy", func(h *fakeHost) { h.missing[s.EnvoyPath] = true }, "envoy (envoy_path /usr/local/bin/envoy): not found"},
 		{"no template", func(h *fakeHost) { h.missing[s.BootstrapTemplatePath] = true }, "bootstrap_template_path /var/lib/istio/envoy/envoy_bootstrap_tmpl.json"},
-		{"no iptables-restore", func(h *fakeHost) { h.missing["iptables-restore"] = true }, "iptables-restore not found in PATH"},
+		{"no iptables-restore", func(h *fakeHost) { h.missing["iptables-restore"] = true }, "iptables-restore not found in /usr/sbin:/usr/bin:/sbin:/bin"},
 		{"garbage agent version", func(h *fakeHost) { h.agentJSON = "nope" }, "parsing `pilot-agent version -o json`"},
 	}
 	for _, tc := range cases {

@@ -242,8 +242,10 @@ drain_duration    = "1s"
 		t.Fatalf("no fwmark rule:\n%s", rules)
 	}
 	for _, pid := range procsIn(cfg.TaskDir().Dir) {
-		if amb := procField(pid, "CapAmb:"); amb != "0000000000002000" {
-			t.Errorf("%s (pid %d) has ambient capabilities %s, want CAP_NET_RAW only", procExe(pid), pid, amb)
+		for field, want := range map[string]string{"CapAmb:": "0000000000002000", "CapBnd:": "0000000000002000", "NoNewPrivs:": "1"} {
+			if got := procField(pid, field); got != want {
+				t.Errorf("%s (pid %d): %s %s, want %s (CAP_NET_RAW only, no privilege to gain)", procExe(pid), pid, field, got, want)
+			}
 		}
 	}
 	if err := td.StopTask(cfg.ID, 10*time.Second, ""); err != nil {

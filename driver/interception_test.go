@@ -137,3 +137,31 @@ func TestPluginConfig_InterceptionDefaultsAreChecked(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// Ports are compared as numbers: "022" is port 22, and a job may not capture it inbound in host mode any more
+// than "22". The operator's list is compared the same way.
+func TestHostSafety_ComparesParsedPorts(t *testing.T) {
+	for _, tc := range []struct {
+		include, host []string
+		want          string
+	}{
+		{[]string{"022", "04647"}, []string{"22", "4647"}, `include_inbound_ports[0]: "022" is port 22, one of the host's own ports`},
+		{[]string{"8080", "4647"}, []string{"022", "04647"}, `include_inbound_ports[1]: "4647" is port 4647, one of the host's own ports`},
+	} {
+		_, err := withHostSafety(rules.Spec{IncludeInboundPorts: tc.include}, tc.host)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("include %v, host %v: got %v, want %q", tc.include, tc.host, err, tc.want)
+		}
+	}
+	// Through the driver's whole path: the CLI's host mode refuses it too, and the payload never has it.
+	for _, body := range []string{`include_inbound_ports = ["022", "04647"]`, `include_inbound_ports = ["0000022"]`} {
+		if _, err := OperatorRuleset(body, OperatorOptions{AllocID: "a1", Host: true}); err == nil {
+			t.Errorf("%s: accepted in host mode", body)
+		}
+	}
+	// The ports the plan adds are canonical numbers, whatever the operator wrote.
+	got, err := withHostSafety(rules.Spec{}, []string{"022"})
+	if err != nil || !slices.Equal(got.ExcludeOutboundPorts, []string{"22"}) || !slices.Equal(got.ExcludeInboundPorts, []string{"22"}) {
+		t.Fatalf("got %+v %v", got, err)
+	}
+}

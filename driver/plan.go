@@ -70,16 +70,30 @@ func mergeSpec(fleet, task rules.Spec) rules.Spec {
 
 // withHostSafety adds the host-safety ports in host mode: out of outbound capture always, and out of inbound
 // capture when every inbound port is captured. An explicit inbound list may not name one: a job must not be
-// able to send the host's SSH or Nomad RPC to a proxy that may be down.
-func withHostSafety(spec rules.Spec, ports []string) (rules.Spec, error) {
-	spec.ExcludeOutboundPorts = append(slices.Clone(spec.ExcludeOutboundPorts), ports...)
+// able to send the host's SSH or Nomad RPC to a proxy that may be down. Ports are compared as the numbers
+// they parse to ("022" is 22), and the ports added are written canonically.
+func withHostSafety(spec rules.Spec, hostPorts []string) (rules.Spec, error) {
+	host := make([]uint16, len(hostPorts))
+	canonical := make([]string, len(hostPorts))
+	for i, v := range hostPorts {
+		p, err := rules.ParsePort("host_exclude_ports", i, v)
+		if err != nil {
+			return spec, err
+		}
+		host[i], canonical[i] = p, strconv.Itoa(int(p))
+	}
+	spec.ExcludeOutboundPorts = append(slices.Clone(spec.ExcludeOutboundPorts), canonical...)
 	if spec.IncludeInboundPorts == nil || slices.Equal(spec.IncludeInboundPorts, []string{"*"}) {
-		spec.ExcludeInboundPorts = append(slices.Clone(spec.ExcludeInboundPorts), ports...)
+		spec.ExcludeInboundPorts = append(slices.Clone(spec.ExcludeInboundPorts), canonical...)
 		return spec, nil
 	}
-	for i, p := range spec.IncludeInboundPorts {
-		if slices.Contains(ports, p) {
-			return spec, fmt.Errorf("include_inbound_ports[%d]: %q is one of the host's own ports (host_exclude_ports), never captured in host mode", i, p)
+	for i, v := range spec.IncludeInboundPorts {
+		p, err := rules.ParsePort("include_inbound_ports", i, v)
+		if err != nil {
+			return spec, err
+		}
+		if slices.Contains(host, p) {
+			return spec, fmt.Errorf("include_inbound_ports[%d]: %q is port %d, one of the host's own ports (host_exclude_ports), never captured in host mode", i, v, p)
 		}
 	}
 	return spec, nil

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/istio-sidecar/istio-sidecar/driver/netfilter"
 )
 
 // probes are the host facts the fingerprint reads, injected so that its pure step is tested without root.
@@ -26,7 +28,7 @@ const probeTimeout = 10 * time.Second
 func hostProbes() probes {
 	return probes{
 		privileged: func() bool { return os.Geteuid() == 0 || hasCapNetAdmin() },
-		lookPath:   exec.LookPath,
+		lookPath:   netfilter.LookTool,
 		executable: func(path string) (string, error) {
 			fi, err := os.Stat(path)
 			if err != nil {

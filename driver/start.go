@@ -82,11 +82,19 @@ type startPlan struct {
 	interception interceptionPlan
 	inputs       interceptionInputs
 	rs           rules.Ruleset
+	// vars are the proxy's own environment variables (PROXY_CONFIG among them), decided before anything
+	// starts so that one the kernel would refuse fails the start before any change.
+	vars map[string]string
 }
 
 // planStart checks both config blocks against the placement and reads the namespace the rules depend on.
 func (d *Driver) planStart(cfg *drivers.TaskConfig) (*startPlan, error) {
-	s := d.settings
+	return planStart(d.settings, cfg, interceptionPlan.inspect)
+}
+
+// planStart decides everything a start does from the plugin settings, the task and what inspect reads of the
+// namespace; nothing else on the host is read or changed.
+func planStart(s *settings, cfg *drivers.TaskConfig, inspect func(interceptionPlan) (interceptionInputs, error)) (*startPlan, error) {
 	tc, err := decodeTaskConfig(cfg)
 	if err != nil {
 		return nil, err
@@ -98,7 +106,7 @@ func (d *Driver) planStart(cfg *drivers.TaskConfig) (*startPlan, error) {
 	if p.interception, err = planInterception(s, tc, placementOf(cfg)); err != nil {
 		return nil, err
 	}
-	if p.inputs, err = p.interception.inspect(); err != nil {
+	if p.inputs, err = inspect(p.interception); err != nil {
 		return nil, err
 	}
 	if p.rs, err = p.inputs.ruleset(s, cfg.AllocID); err != nil {
@@ -109,7 +117,25 @@ func (d *Driver) planStart(cfg *drivers.TaskConfig) (*startPlan, error) {
 			return nil, err
 		}
 	}
+	if p.vars, err = proxyEnvironment(cfg, s, p.task, p.interception.mode()); err != nil {
+		return nil, fmt.Errorf("%s task config: %w", PluginName, err)
+	}
+	if p.interception.spec.DNSCapture {
+		// pilot-agent's DNS proxy on 15053 answers what the rules redirect there.
+		p.vars["ISTIO_META_DNS_CAPTURE"] = "true"
+	}
 	return p, nil
+}
+
+// env is pilot-agent's environment: the task's passthrough variables and the proxy's own (proxy.EnvList).
+func (p *startPlan) env(cfg *drivers.TaskConfig, s *settings) []string {
+	return proxy.EnvList(cfg.Env, s.EnvPassthrough, p.vars)
+}
+
+// argv starts pilot-agent as the proxy user through the run-as shim in self, the plugin binary.
+func (p *startPlan) argv(self string, s *settings) []string {
+	return runas.Argv(self, s.ProxyUID, s.ProxyGID, proxyCaps(p.interception.spec),
+		append([]string{s.PilotAgentPath}, proxy.Args(p.tc.LogLevel, s.BootstrapTemplatePath)...))
 }
 
 // decodeTaskConfig decodes the jobspec's config block as Nomad encoded it.
@@ -183,15 +209,7 @@ func (d *Driver) prepare(cfg *drivers.TaskConfig, p *startPlan) ([]string, error
 	if err := layout.Prepare(); err != nil {
 		return nil, fmt.Errorf("laying out pilot-agent's working tree: %w", err)
 	}
-	vars, err := proxyEnvironment(cfg, s, t, p.interception.mode())
-	if err != nil {
-		return nil, err
-	}
-	if p.interception.spec.DNSCapture {
-		// pilot-agent's DNS proxy on 15053 answers what the rules redirect there.
-		vars["ISTIO_META_DNS_CAPTURE"] = "true"
-	}
-	return proxy.EnvList(cfg.Env, s.EnvPassthrough, vars), nil
+	return p.env(cfg, s), nil
 }
 
 // rootCert reads the mesh's root certificate: the task's own (typically written by a template into secrets/),
@@ -225,8 +243,7 @@ func (d *Driver) launch(cfg *drivers.TaskConfig, p *startPlan, env []string) (*t
 	}
 	// Started as root through the run-as shim, which drops to the proxy user with no supplementary group;
 	// the executor's own User switch would leave root's group on the proxy (Nomad 1.6.3).
-	argv := runas.Argv(d.self, s.ProxyUID, s.ProxyGID, proxyCaps(p.interception.spec),
-		append([]string{s.PilotAgentPath}, proxy.Args(p.tc.LogLevel, s.BootstrapTemplatePath)...))
+	argv := p.argv(d.self, s)
 	ps, err := exec.Launch(&executor.ExecCommand{
 		Cmd:                argv[0],
 		Args:               argv[1:],

@@ -43,7 +43,7 @@ type taskSettings struct {
 	TaskConfig
 	drain            time.Duration
 	readinessTimeout time.Duration
-	proxyConfig      map[string]any
+	proxyConfig      proxy.ProxyConfigLayer
 }
 
 // validate checks the block against the plugin's settings and names the first bad field and value.
@@ -95,37 +95,34 @@ func (c TaskConfig) validate(s *settings) (*taskSettings, error) {
 			return nil, err
 		}
 	}
-	if t.proxyConfig, err = proxy.ParseProxyConfigYAML("proxy_config", c.ProxyConfig); err != nil {
-		return nil, err
-	}
-	if err := checkTypedProxyConfig(t.proxyConfig, false); err != nil {
+	if t.proxyConfig, err = proxy.ParseProxyConfig("proxy_config", proxy.Job, c.ProxyConfig, typedProxyConfigFields(false)); err != nil {
 		return nil, err
 	}
 	return t, nil
 }
 
-// typedProxyConfigFields are the ProxyConfig fields a typed setting decides, and that setting, as a job and
-// as the fleet see it. In a job's proxy_config such a field would be ambiguous; in the fleet's it would be
-// silently overridden, except concurrency, which reaches Envoy when a job leaves its own at 0.
-var typedProxyConfigFields = []struct{ key, job, fleet string }{
-	{"discoveryAddress", "the discovery_address field", "discovery_address"},
+// typedProxyConfig are the ProxyConfig fields a typed setting decides, by canonical name, and that setting as
+// a job and as the fleet see it. In a job's proxy_config such a field would be ambiguous; in the fleet's it
+// would be silently overridden, except concurrency, which reaches Envoy when a job leaves its own at 0.
+var typedProxyConfig = []struct{ field, job, fleet string }{
+	{"discovery_address", "the discovery_address field", "the plugin's discovery_address"},
 	{"concurrency", "the concurrency field", ""},
-	{"terminationDrainDuration", "the drain_duration field", "each job's drain_duration"},
+	{"termination_drain_duration", "the drain_duration field", "each job's drain_duration"},
+	{"interception_mode", "the interception_mode field", "the interception block's interception_mode"},
+	{"hold_application_until_proxy_starts", "the hold_application_until_proxy_starts field", "each job's hold_application_until_proxy_starts"},
 }
 
-// checkTypedProxyConfig refuses, in a job's (or with fleet, the plugin's) proxy_config, a field that a typed
-// setting decides.
-func checkTypedProxyConfig(pc map[string]any, fleet bool) error {
-	for _, f := range typedProxyConfigFields {
-		by := f.job
+// typedProxyConfigFields is typedProxyConfig for a job's proxy_config or, with fleet, the plugin's: the setting
+// to name in the error, "" where the field is the layer's to set.
+func typedProxyConfigFields(fleet bool) map[string]string {
+	out := make(map[string]string, len(typedProxyConfig))
+	for _, f := range typedProxyConfig {
+		out[f.field] = f.job
 		if fleet {
-			by = f.fleet
-		}
-		if _, set := pc[f.key]; set && by != "" {
-			return fmt.Errorf("proxy_config: %q is set by %s; set it there only", f.key, by)
+			out[f.field] = f.fleet
 		}
 	}
-	return nil
+	return out
 }
 
 func checkLabels(labels map[string]string) error {

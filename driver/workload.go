@@ -4,6 +4,10 @@ import (
 	"regexp"
 	"strings"
 
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+	meshconfig "istio.io/api/mesh/v1alpha1"
+
 	"github.com/hashicorp/nomad/plugins/drivers"
 
 	"github.com/istio-sidecar/istio-sidecar/driver/istio"
@@ -17,7 +21,7 @@ func proxyEnvironment(cfg *drivers.TaskConfig, s *settings, t *taskSettings, mod
 	if t.CAAddress != "" {
 		ca = t.CAAddress
 	}
-	pc, err := proxyConfig(s, t)
+	pc, err := proxyConfig(s, t, mode)
 	if err != nil {
 		return nil, err
 	}
@@ -66,32 +70,29 @@ func proxyEnvironment(cfg *drivers.TaskConfig, s *settings, t *taskSettings, mod
 
 // proxyConfig is the PROXY_CONFIG document: the fleet's proxy_config, then the job's, then the typed
 // settings, then what the driver owns.
-func proxyConfig(s *settings, t *taskSettings) (string, error) {
-	discovery := s.DiscoveryAddress
+func proxyConfig(s *settings, t *taskSettings, mode rules.Mode) (string, error) {
+	pc := proxy.MergeProxyConfig(s.proxyConfig, t.proxyConfig)
+	pc.DiscoveryAddress = s.DiscoveryAddress
 	if t.DiscoveryAddress != "" {
-		discovery = t.DiscoveryAddress
+		pc.DiscoveryAddress = t.DiscoveryAddress
 	}
-	typed := map[string]any{
-		"discoveryAddress":         discovery,
-		"terminationDrainDuration": t.drain.String(),
-	}
+	pc.TerminationDrainDuration = durationpb.New(t.drain)
 	if t.Concurrency > 0 {
-		typed["concurrency"] = t.Concurrency
+		pc.Concurrency = wrapperspb.Int32(int32(t.Concurrency))
 	}
-	return proxy.ProxyConfigLayers{
-		Fleet:    s.ProxyConfig,
-		Workload: t.ProxyConfig,
-		Typed:    typed,
-		Owned: map[string]any{
-			"binaryPath": s.EnvoyPath,
-			// Relative to pilot-agent's working directory, the task dir, as Istio's own default is: the XDS and
-			// SDS unix sockets live under it, and an absolute path under a deep task dir overflows the 107-byte
-			// limit of a socket address.
-			"configPath":     "./" + proxy.ConfigDir,
-			"proxyAdminPort": istio.AdminPort,
-			"statusPort":     istio.StatusPort,
-		},
-	}.Merge()
+	pc.InterceptionMode = meshconfig.ProxyConfig_REDIRECT
+	if mode == rules.ModeTProxy {
+		pc.InterceptionMode = meshconfig.ProxyConfig_TPROXY
+	}
+	return proxy.RenderProxyConfig(pc, proxy.Owned{
+		BinaryPath: s.EnvoyPath,
+		// Relative to pilot-agent's working directory, the task dir, as Istio's own default is: the XDS and SDS
+		// unix sockets live under it, and an absolute path under a deep task dir overflows the 107-byte limit
+		// of a socket address.
+		ConfigPath: "./" + proxy.ConfigDir,
+		AdminPort:  istio.AdminPort,
+		StatusPort: istio.StatusPort,
+	})
 }
 
 // podName is unique per allocation and a valid DNS label, as Istio expects of a pod name: it names the

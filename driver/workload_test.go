@@ -7,6 +7,7 @@ import (
 	"github.com/hashicorp/nomad/plugins/drivers"
 	"gopkg.in/yaml.v3"
 
+	"github.com/istio-sidecar/istio-sidecar/driver/proxy"
 	"github.com/istio-sidecar/istio-sidecar/driver/rules"
 )
 
@@ -68,5 +69,32 @@ func TestPodName_IsAValidDNSLabelUniquePerAllocation(t *testing.T) {
 	name := podName(cfg)
 	if len(name) > 63 || !dns1123Label.MatchString(name) || !strings.HasSuffix(name, "-12345678") {
 		t.Fatalf("pod name %q", name)
+	}
+}
+
+// The case: the operator left cluster_id, mesh_id and network empty and DNS capture off; a job's env
+// sets them for pilot-agent through the default ISTIO_META_ passthrough. They stay the driver's: unset.
+func TestProxyEnv_JobCannotFillWhatTheOperatorLeftEmpty(t *testing.T) {
+	c := defaultConfig()
+	c.ClusterID = ""
+	s, err := c.validate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, err := TaskConfig{ServiceAccount: "default", CanonicalRevision: "latest", LogLevel: "warning", DrainDuration: "5s"}.validate(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &drivers.TaskConfig{AllocID: "4f1c2d3e-aaaa-bbbb-cccc-000000000000", JobName: "payments", TaskGroupName: "api",
+		Env: map[string]string{"ISTIO_META_NETWORK": "evil", "ISTIO_META_MESH_ID": "evil", "ISTIO_META_CLUSTER_ID": "evil",
+			"ISTIO_META_DNS_CAPTURE": "true"}}
+	vars, err := proxyEnvironment(cfg, s, ts, rules.ModeRedirect)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range proxy.EnvList(cfg.Env, s.EnvPassthrough, vars) {
+		if strings.HasSuffix(kv, "=evil") || kv == "ISTIO_META_DNS_CAPTURE=true" {
+			t.Errorf("the job set %s", kv)
+		}
 	}
 }

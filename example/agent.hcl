@@ -35,9 +35,9 @@ plugin "istio-sidecar" {
     # network         = "vm-network"                     # ISTIO_META_NETWORK
 
     # Fleet-wide ProxyConfig (YAML), like MeshConfig.defaultConfig. A job's proxy_config overrides it field by
-    # field. The driver owns binaryPath, configPath, proxyAdminPort and statusPort.
+    # field, within the allow-list the README gives. The driver owns binaryPath, configPath, customConfigFile,
+    # proxyBootstrapTemplatePath, proxyAdminPort and statusPort.
     # proxy_config = <<-EOT
-    #   holdApplicationUntilProxyStarts: true
     #   tracing:
     #     sampling: 1.0
     # EOT

@@ -3,16 +3,15 @@ package main
 import (
 	"fmt"
 	"io"
-
-	"github.com/istio-sidecar/istio-sidecar/driver/netfilter"
 )
 
 // cmdApply installs the ruleset by hand, one iptables-restore transaction per family, as StartTask does.
 // It insists on --netns or --host: intercepting the host's own traffic must never happen by omission.
 func cmdApply(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("apply", "--config FILE [--plugin-config FILE] (--netns PATH | --host) [--alloc ID]", stderr)
+	fs := newFlagSet("apply", "--config FILE [--plugin-config FILE] (--netns PATH | --host) [--alloc ID] [--state-dir DIR]", stderr)
 	var t taskFlags
 	t.register(fs)
+	stateDir := stateDirFlag(fs)
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -25,7 +24,7 @@ func cmdApply(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := operationContext()
 	defer cancel()
-	reports, err := netfilter.Apply(ctx, t.netns, rs)
+	reports, err := namespaces(*stateDir).Apply(ctx, t.netns, rs)
 	if err != nil {
 		return failure(stderr, fs.Name(), err)
 	}

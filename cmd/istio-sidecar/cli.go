@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/istio-sidecar/istio-sidecar/driver"
+	"github.com/istio-sidecar/istio-sidecar/driver/netfilter"
 	"github.com/istio-sidecar/istio-sidecar/driver/rules"
 )
 
@@ -92,6 +93,16 @@ func where(netns string) string {
 	return netns
 }
 
+// stateDirFlag is --state-dir: the commands that change rules take the namespace's lock there, the same one
+// the driver takes, so that the CLI and a running plugin never write into one namespace at once.
+func stateDirFlag(fs *flag.FlagSet) *string {
+	return fs.String("state-dir", driver.DefaultStateDir, "the plugin's state_dir `DIR`, where the namespace locks live")
+}
+
+func namespaces(stateDir string) netfilter.Namespaces {
+	return netfilter.Namespaces{LockDir: netfilter.LockDir(stateDir)}
+}
+
 // taskFlags are the flags that name a task config and where it runs: rules and apply share them.
 type taskFlags struct {
 	config, pluginConfig, alloc, netns string
@@ -144,8 +155,8 @@ func (t *taskFlags) ruleset(cmd string, stderr io.Writer) (rules.Ruleset, int) {
 	return rs, exitOK
 }
 
-// operationContext ends on the timeout or on SIGINT/SIGTERM; iptables-restore runs are each one transaction,
-// so an interruption never leaves half a family.
+// operationContext ends on the timeout or on SIGINT/SIGTERM. An interruption never leaves half a family:
+// netfilter takes back an interrupted restore under a context of its own.
 func operationContext() (context.Context, context.CancelFunc) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	ctx, cancel := context.WithTimeout(ctx, operationTimeout)

@@ -82,6 +82,15 @@ func (f *fakeNetfilter) Verify(_ context.Context, netns string, rs rules.Ruleset
 	return nil
 }
 
+// Repair is the kernel's: Verify, then Apply only if the namespace drifted.
+func (f *fakeNetfilter) Repair(ctx context.Context, netns string, rs rules.Ruleset) (bool, []netfilter.Report, error) {
+	if err := f.Verify(ctx, netns, rs); err == nil || !errors.Is(err, netfilter.ErrDrift) {
+		return false, nil, err
+	}
+	reports, err := f.Apply(ctx, netns, rs)
+	return true, reports, err
+}
+
 func (f *fakeNetfilter) Cleanup(_ context.Context, netns, allocID string) (netfilter.CleanupResult, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -2,7 +2,6 @@ package interception
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -129,8 +128,9 @@ func (t *Tracker) releaseNow(l *Lease) (removed int, ok bool) {
 }
 
 // Repair checks that the namespace still holds exactly the lease's ruleset and, if it drifted (a firewall
-// reload, a stray `iptables -F`), restores it in one transaction. timeout bounds both. It runs only while the
-// lease is current and no release is pending, so it never re-applies rules that are going.
+// reload, a stray `iptables -F`), restores it in one transaction; the check and the restore hold the
+// namespace's lock together, so no other writer comes in between. timeout bounds both. It runs only while
+// the lease is current and no release is pending, so it never re-applies rules that are going.
 //
 // drifted says the rules differed; restored holds the apply's reports when they were put back. An error with
 // drifted false is a check that could not be made.
@@ -143,10 +143,5 @@ func (l *Lease) Repair(ctx context.Context, timeout time.Duration) (drifted bool
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	err = t.nf.Verify(ctx, l.netns, l.rs)
-	if err == nil || !errors.Is(err, netfilter.ErrDrift) {
-		return false, nil, err
-	}
-	restored, err = t.nf.Apply(ctx, l.netns, l.rs)
-	return true, restored, err
+	return t.nf.Repair(ctx, l.netns, l.rs)
 }

@@ -27,36 +27,42 @@ import (
 	"github.com/istio-sidecar/istio-sidecar/driver/rules"
 )
 
-// Netfilter is what the tracker needs of driver/netfilter.
+// Netfilter is what the tracker needs of driver/netfilter: each change made under the namespace's lock, which
+// serialises this plugin with every other writer on the host (the operator CLI, another plugin process).
 type Netfilter interface {
 	Apply(ctx context.Context, netns string, rs rules.Ruleset) ([]netfilter.Report, error)
-	Verify(ctx context.Context, netns string, rs rules.Ruleset) error
+	// Repair verifies rs and re-applies it if the namespace drifted, in one hold of the namespace's lock.
+	Repair(ctx context.Context, netns string, rs rules.Ruleset) (drifted bool, restored []netfilter.Report, err error)
 	Cleanup(ctx context.Context, netns, allocID string) (netfilter.CleanupResult, error)
 	Owners(ctx context.Context, netns string) ([]string, error)
 }
 
-// kernel is Netfilter as driver/netfilter implements it.
-type kernel struct{}
+// kernel is Netfilter as driver/netfilter implements it, its namespace locks under the state_dir.
+type kernel struct{ t *Tracker }
 
-func (kernel) Apply(ctx context.Context, netns string, rs rules.Ruleset) ([]netfilter.Report, error) {
-	return netfilter.Apply(ctx, netns, rs)
+func (k kernel) namespaces() netfilter.Namespaces {
+	return netfilter.Namespaces{LockDir: netfilter.LockDir(k.t.current().StateDir)}
 }
 
-func (kernel) Verify(ctx context.Context, netns string, rs rules.Ruleset) error {
-	return netfilter.Verify(ctx, netns, rs)
+func (k kernel) Apply(ctx context.Context, netns string, rs rules.Ruleset) ([]netfilter.Report, error) {
+	return k.namespaces().Apply(ctx, netns, rs)
 }
 
-func (kernel) Cleanup(ctx context.Context, netns, allocID string) (netfilter.CleanupResult, error) {
-	return netfilter.Cleanup(ctx, netns, allocID)
+func (k kernel) Repair(ctx context.Context, netns string, rs rules.Ruleset) (bool, []netfilter.Report, error) {
+	return k.namespaces().Repair(ctx, netns, rs)
 }
 
-func (kernel) Owners(ctx context.Context, netns string) ([]string, error) {
-	return netfilter.Owners(ctx, netns)
+func (k kernel) Cleanup(ctx context.Context, netns, allocID string) (netfilter.CleanupResult, error) {
+	return k.namespaces().Cleanup(ctx, netns, allocID)
+}
+
+func (k kernel) Owners(ctx context.Context, netns string) ([]string, error) {
+	return k.namespaces().Owners(ctx, netns)
 }
 
 // Settings are the plugin settings the tracker acts on.
 type Settings struct {
-	// StateDir holds the host lock.
+	// StateDir holds the host lock and the namespace locks.
 	StateDir string
 	// Grace is how long an allocation's interception outlives its sidecar's exit, waiting for a restart.
 	Grace time.Duration
@@ -81,16 +87,17 @@ type Tracker struct {
 
 // New returns a tracker acting through nf; nil is driver/netfilter itself.
 func New(logger hclog.Logger, nf Netfilter, s Settings) *Tracker {
-	if nf == nil {
-		nf = kernel{}
-	}
-	return &Tracker{
+	t := &Tracker{
 		logger:    logger,
 		nf:        nf,
 		afterFunc: func(d time.Duration, f func()) timer { return time.AfterFunc(d, f) },
 		settings:  s,
 		leases:    map[string]*Lease{},
 	}
+	if nf == nil {
+		t.nf = kernel{t}
+	}
+	return t
 }
 
 // Configure replaces the settings; what is held stays held.

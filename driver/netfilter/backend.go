@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"regexp"
 	"strings"
 	"sync"
@@ -73,7 +72,7 @@ func probeBackendUncached(ctx context.Context, name BackendName) (Backend, bool)
 	if name == Legacy {
 		prefix = "iptables-legacy"
 	}
-	if _, err := exec.LookPath(prefix); err != nil {
+	if _, err := lookTool(prefix); err != nil {
 		return Backend{}, false
 	}
 	out, err := run(ctx, "", "", prefix, "--version")

@@ -81,9 +81,9 @@ func Apply(ctx context.Context, nsPath string, rs rules.Ruleset) ([]Report, erro
 	var undo undoStack
 	reports, err := applyChanges(ctx, nsPath, b, rs.Owner, changes, &undo)
 	if err != nil {
-		return nil, undo.rollback(err)
+		return nil, undo.rollback(ctx, err)
 	}
-	reports, err = withPassthrough6(ctx, nsPath, reports, func() error { return undo.rollback(nil) })
+	reports, err = withPassthrough6(ctx, nsPath, reports, func() error { return undo.rollback(ctx, nil) })
 	if err != nil {
 		return nil, err
 	}
@@ -118,21 +118,6 @@ func readChanges(ctx context.Context, nsPath string, b Backend, rs rules.Ruleset
 		changes[i] = c
 	}
 	return changes, nil
-}
-
-// undoStack holds how to take back each step already taken.
-type undoStack []func() error
-
-func (u *undoStack) push(undo func() error) { *u = append(*u, undo) }
-
-// rollback takes every step back, the last first, and adds what could not be undone to err.
-func (u undoStack) rollback(err error) error {
-	for i := len(u) - 1; i >= 0; i-- {
-		if uerr := u[i](); uerr != nil {
-			err = errors.Join(err, fmt.Errorf("undo: %w", uerr))
-		}
-	}
-	return err
 }
 
 // applyChanges takes Apply's steps in order, pushing how to undo each: the policy routing no longer wanted
@@ -189,57 +174,6 @@ func dropStaleFamilies(ctx context.Context, nsPath string, b Backend, changes []
 		}
 	}
 	return nil
-}
-
-// applyFamily applies one family and returns how to put back what was there before. pre is the family's
-// state as Apply just read it, used for the first attempt.
-func applyFamily(ctx context.Context, nsPath string, b Backend, owner rules.Owner, fr rules.FamilyRules, pre familyState) (Report, func() error, error) {
-	start := time.Now()
-	f := fr.Family
-	rep := Report{Backend: b.Name, Version: b.Version, Family: f, Rules: fr.RuleCount()}
-	noop := func() error { return nil }
-	first, before := pre, pre
-	rep.Found = !first.present.Empty()
-	var err error
-	// A rule deleted by someone between our save and our restore makes -D fail and aborts the transaction
-	// untouched; one fresh read and retry covers that race.
-	for attempt := 0; attempt < 2; attempt++ {
-		if attempt > 0 {
-			if before, err = readState(ctx, nsPath, b, f, owner); err != nil {
-				return rep, noop, err
-			}
-		}
-		if err = before.saved.CheckOwner(owner); err != nil {
-			return rep, noop, fmt.Errorf("%s: %w", f, err)
-		}
-		if len(fr.Diff(before.present)) == 0 {
-			rep.Duration = time.Since(start)
-			return rep, noop, nil
-		}
-		if err = restore(ctx, nsPath, b, f, fr.ReplacePayload(before.present)); err == nil {
-			break
-		}
-	}
-	// iptables-restore commits table by table (each COMMIT line, in both backends): a failure in the nat part
-	// of a payload leaves its mangle part applied. Going back to the state first read undoes that.
-	revert := func() error {
-		now, err := readState(ctx, nsPath, b, f, owner)
-		if err != nil {
-			return err
-		}
-		if p := rules.RevertPayload(now.present, first.present); p != "" {
-			return restore(ctx, nsPath, b, f, p)
-		}
-		return nil
-	}
-	if err != nil {
-		if uerr := revert(); uerr != nil {
-			err = errors.Join(err, fmt.Errorf("undo: %w", uerr))
-		}
-		return rep, noop, err
-	}
-	rep.Changed, rep.Duration = true, time.Since(start)
-	return rep, revert, nil
 }
 
 // Verify checks that the namespace holds exactly rs (our tagged rules, chain by chain, in order).
@@ -300,21 +234,26 @@ func verifyFamily(ctx context.Context, nsPath string, b Backend, owner rules.Own
 // CleanupResult says what Cleanup removed.
 type CleanupResult struct {
 	Removed int
+	// RemovedBy is Removed per owner.
+	RemovedBy map[string]int
 	// NamespaceGone is set when the namespace no longer existed: nothing to remove, and not an error.
 	NamespaceGone bool
 	// Passthrough6Removed: ::6/128 was ours and went from lo with our IPv6 rules (passthrough6.go).
 	Passthrough6Removed bool
 }
 
-// Cleanup removes every rule tagged with allocID, and the chains only those rules filled, from both backends
-// and both families, one transaction per backend and family. It never recomputes the config. The TPROXY
-// policy routing whose mark those rules name goes first (routing.go explains why in that order).
+// Cleanup removes every rule tagged with allocID ("" is every allocation's), and the chains only those rules
+// filled, from both backends and both families, one transaction per backend and family. It never recomputes
+// the config. The TPROXY policy routing whose mark those rules name goes first (routing.go explains why in
+// that order).
 func Cleanup(ctx context.Context, nsPath, allocID string) (CleanupResult, error) {
 	owner := rules.Owner{AllocID: allocID}
-	if err := owner.Validate(); err != nil {
-		return CleanupResult{}, err
+	if allocID != "" {
+		if err := owner.Validate(); err != nil {
+			return CleanupResult{}, err
+		}
 	}
-	var res CleanupResult
+	res := CleanupResult{RemovedBy: map[string]int{}}
 	err := forEachState(ctx, nsPath, owner, func(b Backend, f rules.Family, st familyState) error {
 		if _, _, err := removeRouting(ctx, nsPath, f, st.present.TProxyMarks()); err != nil {
 			return err
@@ -325,6 +264,9 @@ func Cleanup(ctx context.Context, nsPath, allocID string) (CleanupResult, error)
 		}
 		res.Passthrough6Removed = res.Passthrough6Removed || p6
 		res.Removed += st.present.RuleCount()
+		for o, n := range st.present.RuleCounts() {
+			res.RemovedBy[o] += n
+		}
 		return nil
 	})
 	if errors.Is(err, ErrNamespaceGone) {

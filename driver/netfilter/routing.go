@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -197,15 +195,15 @@ func routeArgv(f rules.Family, verb string) []string {
 
 // addRouting installs the route, then the rule (the rule is what makes packets use the route), skipping what
 // is present. It returns whether it added anything and how to remove exactly that.
-func addRouting(ctx context.Context, nsPath string, f rules.Family, mark uint32) (bool, func() error, error) {
+func addRouting(ctx context.Context, nsPath string, f rules.Family, mark uint32) (bool, undoFunc, error) {
 	st, err := readRouting(ctx, nsPath, f)
 	if err != nil {
 		return false, nil, err
 	}
-	var undo []func() error
-	revert := func() error {
+	var undo undoStack
+	revert := func(ctx context.Context) error {
 		for i := len(undo) - 1; i >= 0; i-- {
-			if err := undo[i](); err != nil {
+			if err := undo[i](ctx); err != nil {
 				return err
 			}
 		}
@@ -215,21 +213,23 @@ func addRouting(ctx context.Context, nsPath string, f rules.Family, mark uint32)
 		if _, err := run(ctx, nsPath, "", routeArgv(f, "add")...); err != nil {
 			return false, nil, fmt.Errorf("%s policy routing: %w", f, err)
 		}
-		undo = append(undo, func() error { _, err := run(ctx, nsPath, "", routeArgv(f, "del")...); return err })
+		undo.push(func(ctx context.Context) error { _, err := run(ctx, nsPath, "", routeArgv(f, "del")...); return err })
 	}
 	if _, ok := st.find(mark); !ok {
 		if _, err := run(ctx, nsPath, "", ruleArgv(f, "add", mark)...); err != nil {
-			return false, nil, fmt.Errorf("%s policy routing: %w (undo: %v)", f, err, revert())
+			uctx, cancel := undoContext(ctx)
+			defer cancel()
+			return false, nil, fmt.Errorf("%s policy routing: %w (undo: %v)", f, err, revert(uctx))
 		}
-		undo = append(undo, func() error { return delRule(ctx, nsPath, f, mark) })
+		undo.push(func(ctx context.Context) error { return delRule(ctx, nsPath, f, mark) })
 	}
 	return len(undo) > 0, revert, nil
 }
 
 // removeRouting removes our rules for marks, then the route unless another rule still looks it up. It returns
 // whether it removed a rule and how to put back what it removed.
-func removeRouting(ctx context.Context, nsPath string, f rules.Family, marks []uint32) (bool, func() error, error) {
-	noop := func() error { return nil }
+func removeRouting(ctx context.Context, nsPath string, f rules.Family, marks []uint32) (bool, undoFunc, error) {
+	noop := noUndo
 	if len(marks) == 0 || !haveIP() {
 		return false, noop, nil // without ip no routing of ours can have been added
 	}
@@ -255,7 +255,7 @@ func removeRouting(ctx context.Context, nsPath string, f rules.Family, marks []u
 		}
 		routeGone = true
 	}
-	revert := func() error {
+	revert := func(ctx context.Context) error {
 		if routeGone {
 			if _, err := run(ctx, nsPath, "", routeArgv(f, "add")...); err != nil {
 				return err
@@ -312,16 +312,12 @@ func checkRouting(ctx context.Context, nsPath string, f rules.Family, mark uint3
 	return fmt.Sprintf("%s policy routing missing: %v", f, missing), nil
 }
 
-// haveIP reports whether the ip command exists. Without it the driver cannot have added policy routing, so
-// REDIRECT rulesets and Cleanup do not need it; a TPROXY ruleset fails on it with the exec error.
-// haveIP looks for ip where run will: a REDIRECT-only host without iproute2 still works.
+// haveIP reports whether the ip command exists where run looks for it. Without it the driver cannot have
+// added policy routing, so REDIRECT rulesets and Cleanup do not need it (a REDIRECT-only host without
+// iproute2 still works); a TPROXY ruleset fails on it, naming the missing tool.
 func haveIP() bool {
-	for _, dir := range filepath.SplitList(toolPath) {
-		if fi, err := os.Stat(filepath.Join(dir, "ip")); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0 {
-			return true
-		}
-	}
-	return false
+	_, err := lookTool("ip")
+	return err == nil
 }
 
 // dropStaleRouting removes, before the iptables change, the policy routing our current TPROXY rules name and

@@ -85,13 +85,15 @@ func Environment(w Workload, m Mesh, n NomadMeta, proxyConfig string) (map[strin
 }
 
 // EnvList builds pilot-agent's environment, which Envoy inherits: Nomad's NOMAD_* variables, the task's
-// variables whose names start with one of the operator's passthrough prefixes, and the proxy's own, which win.
-// Nothing else from the jobspec reaches it: LD_PRELOAD, ISTIO_BOOTSTRAP_OVERRIDE or an empty CA_ADDR set by a
-// job would change what the proxy runs or trusts. Sorted, so that a restart sees the same environment.
+// variables whose names start with one of the operator's passthrough prefixes, and the proxy's own. Nothing
+// else from the jobspec reaches it, and never a variable the driver owns (ownedenv.go), set or not:
+// LD_PRELOAD, ISTIO_BOOTSTRAP_OVERRIDE, an empty CA_ADDR or a network the operator left empty, set by a job,
+// would change what the proxy runs, trusts or claims to be. Sorted, so that a restart sees the same
+// environment.
 func EnvList(task map[string]string, passthrough []string, proxy map[string]string) []string {
 	all := map[string]string{"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 	for k, v := range task {
-		if strings.HasPrefix(k, "NOMAD_") || hasAnyPrefix(k, passthrough) {
+		if (strings.HasPrefix(k, "NOMAD_") || hasAnyPrefix(k, passthrough)) && !OwnedVariable(k) {
 			all[k] = v
 		}
 	}

@@ -3,10 +3,9 @@ package proxy
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
-
-	"gopkg.in/yaml.v3"
 )
 
 func TestParsePilotAgentVersion(t *testing.T) {
@@ -31,38 +30,6 @@ func TestParseEnvoyVersion(t *testing.T) {
 	for _, bad := range []string{"", "envoy 1.36", "envoy  version: abc"} {
 		if _, err := ParseEnvoyVersion([]byte(bad)); err == nil {
 			t.Errorf("%q: want an error", bad)
-		}
-	}
-}
-
-func TestProxyConfigLayers_LaterLayersReplaceWholeFields(t *testing.T) {
-	doc, err := ProxyConfigLayers{
-		Fleet:    "tracing:\n  sampling: 1\nproxyMetadata:\n  A: fleet\n",
-		Workload: "proxyMetadata:\n  B: job\n",
-		Typed:    map[string]any{"discoveryAddress": "istiod:15012"},
-		Owned:    map[string]any{"binaryPath": "/usr/local/bin/envoy", "statusPort": 15020},
-	}.Merge()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got map[string]any
-	if err := yaml.Unmarshal([]byte(doc), &got); err != nil {
-		t.Fatal(err)
-	}
-	md := got["proxyMetadata"].(map[string]any)
-	if md["B"] != "job" || md["A"] != nil {
-		t.Errorf("the workload's proxyMetadata must replace the fleet's whole, as pilot-agent merges: %v", md)
-	}
-	if got["tracing"] == nil || got["discoveryAddress"] != "istiod:15012" || got["binaryPath"] != "/usr/local/bin/envoy" || got["statusPort"] != 15020 {
-		t.Errorf("layers lost: %v", got)
-	}
-}
-
-func TestProxyConfigLayers_OwnedKeysAreRefusedFromUsers(t *testing.T) {
-	for _, key := range []string{"binaryPath", "configPath", "proxyAdminPort", "statusPort", "proxyBootstrapTemplatePath", "customConfigFile"} {
-		_, err := ProxyConfigLayers{Workload: key + ": x\n"}.Merge()
-		if err == nil || !strings.Contains(err.Error(), `proxy_config: "`+key+`" is set by the driver`) {
-			t.Errorf("%s: got %v", key, err)
 		}
 	}
 }
@@ -198,5 +165,38 @@ func TestPrepare_ReplacesPlantedLinksAndLocksTheTaskDir(t *testing.T) {
 	}
 	if fi, _ := os.Stat(dir); fi.Mode().Perm() != 0o755 {
 		t.Fatalf("task dir mode %s, want 0755 (no one else may rename its entries)", fi.Mode().Perm())
+	}
+}
+
+// What the driver owns stays the driver's, set or left empty: a job's env (through the passthrough) never
+// fills a variable the driver left out so that pilot-agent's default applies.
+func TestEnvList_OwnedVariablesAreNeverTheJobs(t *testing.T) {
+	env, err := Environment(Workload{PodName: "p", Namespace: "n", ServiceAccount: "s"}, Mesh{TrustDomain: "cluster.local"},
+		NomadMeta{AllocID: "a"}, "{}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	task := map[string]string{
+		"ISTIO_META_NETWORK": "evil", "ISTIO_META_MESH_ID": "evil", "ISTIO_META_CLUSTER_ID": "evil",
+		"ISTIO_META_DNS_CAPTURE": "true", "ISTIO_META_INTERCEPTION_MODE": "TPROXY", "ISTIO_META_NOMAD_NODE_ID": "evil",
+		"ISTIO_METAJSON_X": `{"CLUSTER_ID":"evil"}`, "ISTIO_META_CERT_SIGNER": "evil", "CA_ADDR": "evil:15012",
+		"EXIT_ON_ZERO_ACTIVE_CONNECTIONS": "true", "LD_PRELOAD": "/tmp/x.so", "SSL_CERT_FILE": "/tmp/ca.pem",
+		"ISTIO_META_HTTP10": "1",
+	}
+	// An operator's broad prefixes still do not reach the owned names.
+	got := EnvList(task, []string{"ISTIO_", "CA_", "EXIT_", "LD_", "SSL_"}, env)
+	for _, kv := range got {
+		name, value, _ := strings.Cut(kv, "=")
+		if task[name] != "" && task[name] == value && name != "ISTIO_META_HTTP10" {
+			t.Errorf("the job set %s", kv)
+		}
+	}
+	if !slices.Contains(got, "ISTIO_META_HTTP10=1") {
+		t.Errorf("a passthrough variable the driver does not own must pass: %v", got)
+	}
+	for k := range env {
+		if !OwnedVariable(k) {
+			t.Errorf("the driver sets %s but does not own it", k)
+		}
 	}
 }

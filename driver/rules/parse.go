@@ -205,17 +205,27 @@ func checkLen(field string, vals []string) error {
 	return nil
 }
 
+// ParsePort parses element i of a port key as every port key's elements are parsed: a decimal number, so
+// that "022" is port 22. Callers compare the numbers, never the strings.
+func ParsePort(field string, i int, v string) (uint16, error) {
+	n, err := strconv.ParseUint(v, 10, 16)
+	if err != nil || n == 0 {
+		return 0, fieldErr(field, i, v, "is not a port (1-65535)", nil)
+	}
+	return uint16(n), nil
+}
+
 func parsePorts(field string, vals []string) ([]uint16, error) {
 	if err := checkLen(field, vals); err != nil {
 		return nil, err
 	}
 	var out []uint16
 	for i, v := range vals {
-		n, err := strconv.ParseUint(v, 10, 16)
-		if err != nil || n == 0 {
-			return nil, fieldErr(field, i, v, "is not a port (1-65535)", nil)
+		n, err := ParsePort(field, i, v)
+		if err != nil {
+			return nil, err
 		}
-		out = append(out, uint16(n))
+		out = append(out, n)
 	}
 	return dedupe(out), nil
 }
@@ -229,6 +239,12 @@ func parsePrefixes(field string, vals []string) ([]netip.Prefix, error) {
 		p, err := parsePrefix(v)
 		if err != nil {
 			return nil, fieldErr(field, i, v, "is not a CIDR", nil)
+		}
+		if p.Addr().Is4In6() {
+			// Such a range would go to the IPv6 family only, where IPv4 traffic never passes, as it does in
+			// Istio's own SeparateV4V6: a silent no-op, so it is refused with the range it means.
+			v4 := netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+			return nil, fieldErr(field, i, v, "is an IPv4-mapped IPv6 range; write it as "+v4.String(), nil)
 		}
 		out = append(out, p)
 	}

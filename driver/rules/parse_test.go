@@ -41,6 +41,11 @@ func TestParseErrors(t *testing.T) {
 		{"capture all without dns", Spec{CaptureAllDNS: true}, Env{}, `capture_all_dns: "true" requires dns_capture = true`},
 		{"dns without nameservers", Spec{DNSCapture: true}, Env{}, `dns_capture: "true" needs a nameserver`},
 		{"bad nameserver", Spec{}, Env{Nameservers: []netip.Addr{{}}}, `env.nameservers[0]: "invalid IP" is not a usable nameserver address`},
+		// An IPv4-mapped range would land in the IPv6 family only, where IPv4 traffic never passes (Istio's own
+		// SeparateV4V6 does the same): refused, with the IPv4 form to write instead.
+		{"ipv4-mapped exclude", Spec{ExcludeOutboundIPRanges: []string{"::ffff:10.0.0.0/104"}}, Env{}, `exclude_outbound_ip_ranges[0]: "::ffff:10.0.0.0/104" is an IPv4-mapped IPv6 range; write it as 10.0.0.0/8`},
+		{"ipv4-mapped include", Spec{IncludeOutboundIPRanges: []string{"10.1.0.0/16", "::ffff:10.1.2.3"}}, Env{}, `include_outbound_ip_ranges[1]: "::ffff:10.1.2.3" is an IPv4-mapped IPv6 range; write it as 10.1.2.3/32`},
+		{"ipv4-mapped all", Spec{ExcludeOutboundIPRanges: []string{"::ffff:0:0/96"}}, Env{}, `write it as 0.0.0.0/0`},
 		{"too many", Spec{ExcludeOutboundIPRanges: make([]string, maxListLen+1)}, Env{}, `exclude_outbound_ip_ranges: "10001 values" exceeds 10000 values`},
 	}
 	for _, c := range cases {

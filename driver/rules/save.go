@@ -142,6 +142,15 @@ func (p Present) Empty() bool { return len(p.rules) == 0 }
 // RuleCount is how many of the owner's rules are here.
 func (p Present) RuleCount() int { return len(p.rules) }
 
+// RuleCounts is how many rules each owner has here.
+func (p Present) RuleCounts() map[string]int {
+	out := map[string]int{}
+	for _, r := range p.rules {
+		out[r.Owner]++
+	}
+	return out
+}
+
 var tproxyMarkPattern = regexp.MustCompile(` -j TPROXY .*--tproxy-mark (0x[0-9a-f]+)(?:/0xffffffff)?(?: |$)`)
 
 // TProxyMarks are the --tproxy-mark values of the owner's TPROXY rules here, as iptables-save shows them:
@@ -162,14 +171,16 @@ func (p Present) TProxyMarks() []uint32 {
 	return out
 }
 
-// Present extracts what owner has in this state.
+// Present extracts what owner has in this state. The zero Owner is every owner: all our tagged rules, and
+// the chains they alone fill, which is what a cleanup of a namespace that two writers left with two owners
+// needs to remove in one transaction (chains of one owner referenced by the other's jumps cannot go alone).
 func (s Saved) Present(owner Owner) Present {
 	p := Present{chains: map[table][]chain{}}
 	for _, t := range s.tables {
 		count, mine := map[chain]int{}, map[chain]int{}
 		for _, r := range t.Rules {
 			count[r.Chain]++
-			if r.Owner == owner.AllocID {
+			if r.Owner != "" && (owner.AllocID == "" || r.Owner == owner.AllocID) {
 				mine[r.Chain]++
 				p.rules = append(p.rules, r)
 			}
