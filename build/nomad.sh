@@ -7,15 +7,13 @@ set -euo pipefail
 NOMAD_VERSION=v1.6.3
 # The api module at the v1.6.3 commit: the module zip lacks ./api, which its own go.mod replaces with a path.
 NOMAD_API=v0.0.0-20231030125810-e0497bff1437
-CACHE=${ISTIO_SIDECAR_CACHE:-/var/cache/istio-sidecar}
+. "$(dirname "$0")/lib.sh"
 OUT="$CACHE/nomad-$NOMAD_VERSION/nomad"
 
-if [ -x "$OUT" ] && "$OUT" version 2>/dev/null | grep -q "Nomad ${NOMAD_VERSION}\b"; then
-  echo "$OUT"
-  exit 0
-fi
-
-mkdir -p "$CACHE"
+cached() { [ -x "$OUT" ] && "$OUT" version 2>/dev/null | grep -q "Nomad ${NOMAD_VERSION}\b" && echo "$OUT"; }
+cached && exit 0
+build_lock "$(dirname "$OUT")"
+cached && exit 0
 work=$(mktemp -d "$CACHE/nomad-src.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
