@@ -18,6 +18,7 @@ type Workload struct {
 	Labels            map[string]string
 	InstanceIP        string // INSTANCE_IP; empty lets pilot-agent pick from the interfaces it sees
 	InterceptionMode  string // ISTIO_META_INTERCEPTION_MODE
+	AppProbers        string // ISTIO_KUBE_APP_PROBERS (AppProbersEnv)
 }
 
 // Mesh holds the settings a fleet shares.
@@ -75,6 +76,8 @@ func Environment(w Workload, m Mesh, n NomadMeta, proxyConfig string) (map[strin
 		// The token the template wrote is a third-party (audience-bound) JWT, as istioctl issues for VMs.
 		"JWT_POLICY":   "third-party-jwt",
 		"PROXY_CONFIG": proxyConfig,
+		// The app's probes, which pilot-agent serves on its status port.
+		"ISTIO_KUBE_APP_PROBERS": w.AppProbers,
 	}
 	for k, v := range env {
 		if v == "" {
