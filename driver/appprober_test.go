@@ -24,6 +24,9 @@ func probersOf(t *testing.T, body string) (string, error) {
 	}
 	cfg := &drivers.TaskConfig{AllocID: "4f1c2d3e-aaaa-bbbb-cccc-000000000000", JobName: "payments", TaskGroupName: "api"}
 	env, err := proxyEnvironment(cfg, s, ts, rules.ModeRedirect)
+	if local := env["REWRITE_PROBE_LEGACY_LOCALHOST_DESTINATION"]; (local == "true") != (env["ISTIO_KUBE_APP_PROBERS"] != "") {
+		t.Errorf("REWRITE_PROBE_LEGACY_LOCALHOST_DESTINATION = %q with ISTIO_KUBE_APP_PROBERS %q", local, env["ISTIO_KUBE_APP_PROBERS"])
+	}
 	return env["ISTIO_KUBE_APP_PROBERS"], err
 }
 

@@ -10,8 +10,8 @@ import (
 // AppProber is one of the app's health checks, served by pilot-agent on its status port (15020) at
 // AppHealthPath: the way Istio's injector rewrites a pod's probes (ISTIO_KUBE_APP_PROBERS), so that a checker
 // outside the mesh (Nomad's service checks) reaches the app through the agent instead of the captured,
-// mTLS-only app port. pilot-agent probes the app on the group's own address; the destination host is never a
-// job's to choose.
+// mTLS-only app port. pilot-agent probes the app on localhost inside the group; the destination host is never
+// a job's to choose.
 type AppProber struct {
 	Name        string        // the path segment, a DNS label
 	Probe       string        // readyz, livez or startupz

@@ -37,6 +37,13 @@ type NomadMeta struct {
 	AllocID, JobID, Group, Task, Namespace, Datacenter, NodeID, NodeName string
 }
 
+func probeLocalhost(probers string) string {
+	if probers == "" {
+		return ""
+	}
+	return "true"
+}
+
 // Environment returns the variables pilot-agent reads, keyed by name. Empty values are left out so that
 // pilot-agent's own defaults apply.
 func Environment(w Workload, m Mesh, n NomadMeta, proxyConfig string) (map[string]string, error) {
@@ -76,8 +83,10 @@ func Environment(w Workload, m Mesh, n NomadMeta, proxyConfig string) (map[strin
 		// The token the template wrote is a third-party (audience-bound) JWT, as istioctl issues for VMs.
 		"JWT_POLICY":   "third-party-jwt",
 		"PROXY_CONFIG": proxyConfig,
-		// The app's probes, which pilot-agent serves on its status port.
-		"ISTIO_KUBE_APP_PROBERS": w.AppProbers,
+		// The app's probes, which pilot-agent serves on its status port, sent to the app on localhost: the
+		// workload's INSTANCE_IP may be its node's address, which only the host holds.
+		"ISTIO_KUBE_APP_PROBERS":                     w.AppProbers,
+		"REWRITE_PROBE_LEGACY_LOCALHOST_DESTINATION": probeLocalhost(w.AppProbers),
 	}
 	for k, v := range env {
 		if v == "" {
