@@ -125,7 +125,20 @@ var taskConfigSpec = hclspec.NewObject(withInterception(map[string]*hclspec.Spec
 	"exit_on_zero_active_connections":     attr("exit_on_zero_active_connections", "bool", hclspec.NewLiteral("false")),
 	"hold_application_until_proxy_starts": attr("hold_application_until_proxy_starts", "bool", hclspec.NewLiteral("true")),
 	"readiness_timeout":                   attr("readiness_timeout", "string", nil),
+	"app_prober":                          hclspec.NewBlockList("app_prober", appProberSpec),
 }))
+
+// appProberSpec is one app_prober block, in the vocabulary of Nomad's check block and Kubernetes' probes.
+var appProberSpec = hclspec.NewObject(map[string]*hclspec.Spec{
+	"name":         hclspec.NewAttr("name", "string", true),
+	"probe":        attr("probe", "string", str("readyz")),
+	"type":         attr("type", "string", str("http")),
+	"path":         attr("path", "string", str("/")),
+	"scheme":       attr("scheme", "string", str("http")),
+	"grpc_service": attr("grpc_service", "string", nil),
+	"port":         hclspec.NewAttr("port", "number", true),
+	"timeout":      attr("timeout", "string", str("1s")),
+})
 
 func withInterception(m map[string]*hclspec.Spec) map[string]*hclspec.Spec {
 	for k, v := range interceptionSpec() {

@@ -33,6 +33,7 @@ type TaskConfig struct {
 	ExitOnZeroActiveConnections     bool               `codec:"exit_on_zero_active_connections"`
 	HoldApplicationUntilProxyStarts bool               `codec:"hold_application_until_proxy_starts"`
 	ReadinessTimeout                string             `codec:"readiness_timeout"`
+	AppProbers                      []AppProberConfig  `codec:"app_prober"`
 
 	// The interception keys, at the top level of the block as Istio's annotations are on a pod.
 	rules.Spec
@@ -44,6 +45,7 @@ type taskSettings struct {
 	drain            time.Duration
 	readinessTimeout time.Duration
 	proxyConfig      proxy.ProxyConfigLayer
+	appProbers       []proxy.AppProber
 }
 
 // validate checks the block against the plugin's settings and names the first bad field and value.
@@ -94,6 +96,9 @@ func (c TaskConfig) validate(s *settings) (*taskSettings, error) {
 		if t.readinessTimeout, err = positiveDuration("readiness_timeout", c.ReadinessTimeout); err != nil {
 			return nil, err
 		}
+	}
+	if t.appProbers, err = validateAppProbers(c.AppProbers); err != nil {
+		return nil, err
 	}
 	if t.proxyConfig, err = proxy.ParseProxyConfig("proxy_config", proxy.Job, c.ProxyConfig, typedProxyConfigFields(false)); err != nil {
 		return nil, err

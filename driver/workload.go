@@ -33,6 +33,10 @@ func proxyEnvironment(cfg *drivers.TaskConfig, s *settings, t *taskSettings, mod
 	if service == "" {
 		service = dnsLabel(cfg.JobName, "workload")
 	}
+	probers, err := proxy.AppProbersEnv(t.appProbers)
+	if err != nil {
+		return nil, err
+	}
 	env, err := proxy.Environment(proxy.Workload{
 		PodName:           podName(cfg),
 		Namespace:         namespace,
@@ -43,6 +47,7 @@ func proxyEnvironment(cfg *drivers.TaskConfig, s *settings, t *taskSettings, mod
 		Labels:            map[string]string(t.Labels),
 		InstanceIP:        instanceIP(cfg, t),
 		InterceptionMode:  string(mode),
+		AppProbers:        probers,
 	}, proxy.Mesh{
 		TrustDomain: s.TrustDomain,
 		CAAddress:   ca,

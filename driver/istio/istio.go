@@ -18,6 +18,15 @@ const (
 	PrometheusPort      = 15090 // Envoy's Prometheus endpoint
 )
 
+// ReservedPort names the sidecar's port p, or "" if it is none of them: an app's port never is.
+func ReservedPort(p int) string {
+	return map[int]string{
+		AdminPort: "Envoy admin port", OutboundCapturePort: "outbound capture port",
+		InboundCapturePort: "inbound capture port", TunnelPort: "HBONE tunnel port", StatusPort: "status port",
+		HealthPort: "health port", DNSCapturePort: "DNS proxy port", PrometheusPort: "Prometheus port",
+	}[p]
+}
+
 // ProxyUID and ProxyGID are the istio-proxy user's: traffic from them is Envoy's own and is never captured.
 const (
 	ProxyUID = 1337

@@ -18,6 +18,7 @@ type Workload struct {
 	Labels            map[string]string
 	InstanceIP        string // INSTANCE_IP; empty lets pilot-agent pick from the interfaces it sees
 	InterceptionMode  string // ISTIO_META_INTERCEPTION_MODE
+	AppProbers        string // ISTIO_KUBE_APP_PROBERS (AppProbersEnv)
 }
 
 // Mesh holds the settings a fleet shares.
@@ -34,6 +35,13 @@ type Mesh struct {
 // selects policy on.
 type NomadMeta struct {
 	AllocID, JobID, Group, Task, Namespace, Datacenter, NodeID, NodeName string
+}
+
+func probeLocalhost(probers string) string {
+	if probers == "" {
+		return ""
+	}
+	return "true"
 }
 
 // Environment returns the variables pilot-agent reads, keyed by name. Empty values are left out so that
@@ -75,6 +83,10 @@ func Environment(w Workload, m Mesh, n NomadMeta, proxyConfig string) (map[strin
 		// The token the template wrote is a third-party (audience-bound) JWT, as istioctl issues for VMs.
 		"JWT_POLICY":   "third-party-jwt",
 		"PROXY_CONFIG": proxyConfig,
+		// The app's probes, which pilot-agent serves on its status port, sent to the app on localhost: the
+		// workload's INSTANCE_IP may be its node's address, which only the host holds.
+		"ISTIO_KUBE_APP_PROBERS":                     w.AppProbers,
+		"REWRITE_PROBE_LEGACY_LOCALHOST_DESTINATION": probeLocalhost(w.AppProbers),
 	}
 	for k, v := range env {
 		if v == "" {

@@ -90,3 +90,20 @@ func (ns Netns) LinkToHost(t TB, hostAddr, nsAddr string) {
 	ns.IP(t, "addr", "add", nsAddr, "dev", "eth0")
 	ns.IP(t, "link", "set", "eth0", "up")
 }
+
+// LinkTo joins the namespace and peer with a veth pair, p<8 hex digits> here holding addr and eth0 in peer
+// holding peerAddr (CIDR, one subnet): another host on the group's network, as a Nomad node or a checker sees it.
+// The host namespace gains nothing.
+func (ns Netns) LinkTo(t TB, peer Netns, addr, peerAddr string) {
+	t.Helper()
+	b := make([]byte, 4)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatalf("choosing a link name: %v", err)
+	}
+	link := "p" + hex.EncodeToString(b)
+	ns.IP(t, "link", "add", link, "type", "veth", "peer", "name", "eth0", "netns", peer.Name)
+	ns.IP(t, "addr", "add", addr, "dev", link)
+	ns.IP(t, "link", "set", link, "up")
+	peer.IP(t, "addr", "add", peerAddr, "dev", "eth0")
+	peer.IP(t, "link", "set", "eth0", "up")
+}

@@ -57,7 +57,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 func usage(w io.Writer) {
 	fmt.Fprint(w, `Usage:
-  testapp serve -addr ADDR                                   answer HTTP on ADDR
+  testapp serve -addr ADDR [-unhealthy-if FILE]            answer HTTP on ADDR; /healthz 503 while FILE exists
   testapp call -target HOST:PORT [-every 1s] [-count N] [-timeout 2s]
                                                              GET http://HOST:PORT/ now, then every interval
 `)
@@ -68,6 +68,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", ":8080", "address to listen on")
+	healthFile := fs.String("unhealthy-if", "", "/healthz answers 503 while this file exists, else 200")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -82,6 +83,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		ReadHeaderTimeout: 5 * time.Second,
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprintf(stdout, "serve %s %s %s from %s\n", ln.Addr(), r.Method, r.URL.Path, r.RemoteAddr)
+			if r.URL.Path == "/healthz" && *healthFile != "" {
+				if _, err := os.Stat(*healthFile); err == nil {
+					http.Error(w, "unhealthy: "+*healthFile+" exists", http.StatusServiceUnavailable)
+					return
+				}
+			}
 			fmt.Fprintf(w, "hello from testapp on %s (%s)\n", host, ln.Addr())
 		}),
 	}
