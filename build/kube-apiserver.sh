@@ -3,18 +3,19 @@
 # pinned in build/kube-apiserver/go.mod into a cache outside the clone. Prints the path of kube-apiserver;
 # kubectl is beside it. Reuses a cached build of the same pinned version.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 
 here=$(cd "$(dirname "$0")/kube-apiserver" && pwd)
-CACHE=${ISTIO_SIDECAR_CACHE:-/var/cache/istio-sidecar}
 version=$(cd "$here" && go list -m -f '{{.Version}}' k8s.io/kubernetes)
 dir="$CACHE/kube-apiserver-$version"
 OUT="$dir/kube-apiserver"
 
-if [ -x "$OUT" ] && [ -x "$dir/kubectl" ] && "$OUT" --version 2>/dev/null | grep -qx "Kubernetes $version"; then
-  echo "$OUT"
-  exit 0
-fi
-mkdir -p "$dir"
+cached() {
+  [ -x "$OUT" ] && [ -x "$dir/kubectl" ] && "$OUT" --version 2>/dev/null | grep -qx "Kubernetes $version" && echo "$OUT"
+}
+cached && exit 0
+build_lock "$dir"
+cached && exit 0
 # Stamp the version as Kubernetes' own build does (hack/lib/version.sh): /version reports it, and clients such
 # as istiod gate features on the server's minor version.
 IFS=. read -r major minor _ <<<"${version#v}"
