@@ -97,6 +97,8 @@ bench: setup build standin ## Benchmarks, printed with ratios against a baseline
 	go test -run '^$$' -bench . -benchtime 10x ./...
 	@# The node-level figures (start-up split, memory, 20 groups at once) on a real agent: one run of a few minutes.
 	$(AGENT_ENV) go test -count=1 -timeout 15m -tags e2e -run '^$$' -bench '^BenchmarkSidecar$$' -benchtime 1x ./e2e/
+	@# What each builder costs, warm and cold (about 15 minutes on 2 cores: every part built twice from nothing).
+	build/bench.sh
 
 .PHONY: clean
 clean: ## Remove build outputs (the cache of the builders' binaries stays)
