@@ -96,4 +96,3 @@ func checkFlags(cfg bootstrap.Config) error {
 	}
 	return nil
 }
-
