@@ -34,7 +34,7 @@ var allVariables = []string{bootstrap.EtcdVariable, bootstrap.APIServerVariable,
 // kube-apiserver: first before the API server is registered (the Nomad half only), then after, then again.
 func TestBootstrap(t *testing.T) {
 	bins := controlplane.BinariesFromEnv(t)
-	nomad := devAgent(t)
+	nomad := devAgent(t, true)
 	dir := filepath.Join(t.TempDir(), "operator")
 	var log bytes.Buffer
 	cfg := bootstrap.Config{Dir: dir, CRDs: bins.CRDs, TrustDomain: "cluster.local", Nomad: nomad, Out: &log}
@@ -353,4 +353,27 @@ func snapshot(t *testing.T, ctx context.Context, nomad *api.Client, dir string) 
 	}
 	b.WriteString("kubeconfig@" + fi.ModTime().String())
 	return b.String()
+}
+
+// TestBootstrapWithoutACLs: an agent without ACLs gets the Variables and no policy or token, and is told why
+// that is unsafe.
+func TestBootstrapWithoutACLs(t *testing.T) {
+	bins := controlplane.BinariesFromEnv(t)
+	nomad := devAgent(t, false)
+	var log bytes.Buffer
+	cfg := bootstrap.Config{Dir: t.TempDir(), CRDs: bins.CRDs, TrustDomain: "cluster.local", Nomad: nomad, Out: &log}
+	out, err := bootstrap.Run(context.Background(), cfg)
+	if err != nil || out.Pending == "" {
+		t.Fatalf("%+v, %v\n%s", out, err, log.String())
+	}
+	if !strings.Contains(log.String(), "ACLs are disabled") {
+		t.Errorf("no word on the missing ACLs:\n%s", log.String())
+	}
+	v, _, err := nomad.Variables().Read(bootstrap.ControllerVariable, systemQ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok, ok := v.Items["nomad_token"]; !ok || tok != "" {
+		t.Errorf("nomad_token = %q (present %v), want empty", tok, ok)
+	}
 }

@@ -16,9 +16,9 @@ import (
 	"github.com/istio-sidecar/istio-sidecar/internal/testenv"
 )
 
-// devAgent runs `nomad agent -dev` with ACLs on, on loopback, and returns a client holding the bootstrapped
-// management token. raw_exec is on for the stand-in of the API server's job.
-func devAgent(t *testing.T) *api.Client {
+// devAgent runs `nomad agent -dev` on loopback, with ACLs on when acl says so, and returns a client (holding the
+// bootstrapped management token with ACLs). raw_exec is on for the stand-in of the API server's job.
+func devAgent(t *testing.T, acl bool) *api.Client {
 	t.Helper()
 	bin := os.Getenv("NOMAD_BIN")
 	if bin == "" {
@@ -33,7 +33,7 @@ func devAgent(t *testing.T) *api.Client {
   serf = %d
 }
 acl {
-  enabled = true
+  enabled = %t
 }
 plugin "raw_exec" {
   config {
@@ -41,7 +41,7 @@ plugin "raw_exec" {
   }
 }
 disable_update_check = true
-`, ports[0], ports[1], ports[2])
+`, ports[0], ports[1], ports[2], acl)
 	confPath := filepath.Join(dir, "agent.hcl")
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
@@ -67,18 +67,22 @@ disable_update_check = true
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mgmt *api.ACLToken
-	waitFor(t, time.Minute, "ACL bootstrap of the dev agent", func() error {
+	waitFor(t, time.Minute, "the dev agent's leader", func() error {
 		select {
 		case <-exited:
 			return fmt.Errorf("agent exited")
 		default:
 		}
+		if !acl {
+			_, err := client.Status().Leader()
+			return err
+		}
 		tok, _, err := client.ACLTokens().Bootstrap(nil)
-		mgmt = tok
+		if err == nil {
+			client.SetSecretID(tok.SecretID)
+		}
 		return err
 	})
-	client.SetSecretID(mgmt.SecretID)
 	waitFor(t, time.Minute, "the dev agent's node ready", func() error {
 		nodes, _, err := client.Nodes().List(nil)
 		if err == nil && (len(nodes) == 0 || nodes[0].Status != "ready") {
