@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/dynamic"
 )
 
 // fieldManager owns, in server-side apply, every field the bootstrap sets.
@@ -47,15 +48,13 @@ func (k *kube) apply(ctx context.Context, objs []*unstructured.Unstructured) err
 		if err != nil {
 			return fmt.Errorf("%s %s: %w", gvk.Kind, o.GetName(), err)
 		}
-		r := k.dyn.Resource(m.Resource)
-		var err2 error
+		var r dynamic.ResourceInterface = k.dyn.Resource(m.Resource)
 		if m.Scope.Name() == meta.RESTScopeNameNamespace {
-			_, err2 = r.Namespace(o.GetNamespace()).Apply(ctx, o.GetName(), o, metav1.ApplyOptions{FieldManager: fieldManager, Force: true})
-		} else {
-			_, err2 = r.Apply(ctx, o.GetName(), o, metav1.ApplyOptions{FieldManager: fieldManager, Force: true})
+			r = k.dyn.Resource(m.Resource).Namespace(o.GetNamespace())
 		}
-		if err2 != nil {
-			return fmt.Errorf("applying %s %s: %w", gvk.Kind, o.GetName(), err2)
+		// Force: the bootstrap's objects are the bootstrap's; another manager's conflicting field is taken back.
+		if _, err := r.Apply(ctx, o.GetName(), o, metav1.ApplyOptions{FieldManager: fieldManager, Force: true}); err != nil {
+			return fmt.Errorf("applying %s %s: %w", gvk.Kind, o.GetName(), err)
 		}
 	}
 	return nil

@@ -73,15 +73,21 @@ func Run(ctx context.Context, cfg Config) (Outcome, error) {
 		return Outcome{}, err
 	}
 	b.pki = p
+	for _, f := range p.Made {
+		b.logf("pki: %s made", f)
+	}
 	b.logf("pki: %s up to date", cfg.Dir)
 	if err := b.nomadSide(); err != nil {
 		return Outcome{}, err
 	}
 	addr, err := b.waitAPIServer(ctx)
-	if err != nil || addr == "" {
+	if err != nil {
+		return Outcome{}, err
+	}
+	if addr == "" {
 		return Outcome{Pending: fmt.Sprintf("the API server: Nomad service %s is not registered in namespace %s. "+
 			"Run `nomad job run etcd.nomad.hcl` and `nomad job run kube-apiserver.nomad.hcl` "+
-			"(example/control-plane/), then run bootstrap again (or with -wait 5m)", APIServerService, Namespace)}, err
+			"(example/control-plane/), then run bootstrap again (or with -wait 5m)", APIServerService, Namespace)}, nil
 	}
 	return Outcome{}, b.apiServerSide(ctx, addr)
 }

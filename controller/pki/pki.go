@@ -31,7 +31,10 @@ type Options struct {
 
 // PKI is the operator's directory once Ensure has made everything in it valid.
 type PKI struct {
-	Dir   string
+	Dir string
+	// Made lists the certificates and keys this Ensure made or issued again, for the operator to see: a new mesh
+	// root means every workload must be given the new root.
+	Made  []string
 	files map[string][]byte
 }
 
@@ -57,13 +60,14 @@ func Ensure(dir string, opts Options) (*PKI, error) {
 			return nil, fmt.Errorf("pki in %s: %w", dir, err)
 		}
 	}
-	return &PKI{Dir: dir, files: e.files}, nil
+	return &PKI{Dir: dir, Made: e.made, files: e.files}, nil
 }
 
 type ensurer struct {
 	s     store
 	opts  Options
 	files map[string][]byte
+	made  []string
 }
 
 // mesh is the mesh root and istiod's plugged-in CA under it (an intermediate that signs only workloads).
@@ -142,25 +146,28 @@ func (e *ensurer) serviceAccount() error {
 		if err := e.s.write(saPubFile, pub); err != nil {
 			return err
 		}
+		e.made = append(e.made, saKeyFile)
 	}
 	e.files[saKeyFile], e.files[saPubFile] = priv, pub
 	return nil
 }
 
-// ca loads or makes a CA; one signed by parent must still verify against it.
+// ca loads or makes a CA; one signed by parent must still verify against it. Its organization (the trust
+// domain) is not compared: a changed flag must not replace the mesh root under every workload.
 func (e *ensurer) ca(certName, keyName string, s caSpec, parent *pair) (*pair, error) {
 	p, ok, err := e.s.loadPair(certName, keyName)
 	if err != nil {
 		return nil, err
 	}
 	if !ok || !p.cert.IsCA || !fresh(p.cert) || p.cert.Subject.CommonName != s.cn ||
-		!slices.Equal(p.cert.Subject.Organization, []string{s.org}) || (parent != nil && p.cert.CheckSignatureFrom(parent.cert) != nil) {
+		(parent != nil && p.cert.CheckSignatureFrom(parent.cert) != nil) {
 		if p, err = newCA(s, parent); err != nil {
 			return nil, err
 		}
 		if err := e.s.savePair(p, certName, keyName); err != nil {
 			return nil, err
 		}
+		e.made = append(e.made, certName)
 	}
 	return p, e.record(p, certName, keyName)
 }
@@ -179,6 +186,7 @@ func (e *ensurer) leaf(certName, keyName string, s leafSpec, ca *pair) error {
 		if err := e.s.savePair(p, certName, keyName); err != nil {
 			return err
 		}
+		e.made = append(e.made, certName)
 	}
 	return e.record(p, certName, keyName)
 }

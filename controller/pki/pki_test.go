@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -122,6 +123,9 @@ func TestEnsureKeeps(t *testing.T) {
 	opts := Options{TrustDomain: "cluster.local"}
 	first := ensure(t, dir, opts)
 	second := ensure(t, dir, opts)
+	if len(first.Made) != 11 || len(second.Made) != 0 {
+		t.Errorf("made %v, then %v", first.Made, second.Made)
+	}
 	for name, b := range first.files {
 		if !bytes.Equal(second.File(name), b) {
 			t.Errorf("%s changed on a second run", name)
@@ -139,7 +143,11 @@ func TestEnsureKeeps(t *testing.T) {
 		t.Fatal(err)
 	}
 	opts.APIServerIPs = []net.IP{net.ParseIP("192.0.2.1")}
+	opts.TrustDomain = "example.org" // not a reason for a new mesh root
 	third := ensure(t, dir, opts)
+	if !slices.Equal(third.Made, []string{APIServerServingCert, ControllerCert}) {
+		t.Errorf("made %v", third.Made)
+	}
 	for name := range first.files {
 		changed := !bytes.Equal(third.File(name), first.File(name))
 		want := name == ControllerCert || name == ControllerKey || name == APIServerServingCert || name == APIServerServingKey
