@@ -43,8 +43,8 @@ func cmdBootstrap(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.Dir, "dir", "", "the operator's directory (created 0700): the PKI, the mesh root's key and admin.kubeconfig")
 	fs.StringVar(&cfg.CRDs, "crds", "", "Istio's crd-all.gen.yaml (beside the pilot-discovery that build/istiod.sh prints)")
 	fs.DurationVar(&cfg.Wait, "wait", 0, "how long to wait for the kube-apiserver Nomad service (0: finish the Nomad part and say what is pending)")
-	fs.Var(&apiIPs, "apiserver-address", "IP,... the API server is dialled at, added to its serving certificate")
-	fs.Var(&etcdIPs, "etcd-address", "IP,... of the etcd members, added to etcd's server certificate")
+	fs.Var(&apiIPs, "apiserver-address", "IP,... the API server is dialled at, in its serving certificate beside 127.0.0.1 (unset: keep the certificate's)")
+	fs.Var(&etcdIPs, "etcd-address", "IP,... of the etcd members, in etcd's server certificate beside 127.0.0.1 (unset: keep the certificate's)")
 	fs.StringVar(&cfg.TrustDomain, "trust-domain", "cluster.local", "the mesh's trust domain (istiod's trustDomain)")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage

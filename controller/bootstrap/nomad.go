@@ -28,6 +28,9 @@ func (b *run) ensureNamespace() error {
 		b.logf("nomad: namespace %s exists", Namespace)
 		return nil
 	}
+	if statusCode(err) == 403 {
+		return fmt.Errorf("reading Nomad namespace %s: %w: bootstrap needs a management token in NOMAD_TOKEN", Namespace, err)
+	}
 	if statusCode(err) != 404 && !strings.Contains(err.Error(), "not found") {
 		return fmt.Errorf("reading Nomad namespace %s: %w", Namespace, err)
 	}

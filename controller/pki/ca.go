@@ -45,6 +45,7 @@ type leafSpec struct {
 	org      []string
 	dns      []string
 	ips      []net.IP
+	keepIPs  bool // ips are the default: keep those of the existing certificate
 	usage    []x509.ExtKeyUsage
 	validity time.Duration
 }

@@ -25,7 +25,8 @@ type Options struct {
 	// organization, as Istio's own CA does.
 	TrustDomain string
 	// APIServerIPs and EtcdIPs are the addresses clients dial (Nomad services have no DNS names); 127.0.0.1 is
-	// always included.
+	// always included. nil keeps the addresses the existing certificate has, so a run without the flag does not
+	// take an address away.
 	APIServerIPs, EtcdIPs []net.IP
 }
 
@@ -95,7 +96,7 @@ func (e *ensurer) etcd() error {
 		return err
 	}
 	both := []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
-	server := leafSpec{cn: "etcd", dns: []string{"localhost"}, ips: withLoopback(e.opts.EtcdIPs), usage: both}
+	server := leafSpec{cn: "etcd", dns: []string{"localhost"}, ips: withLoopback(e.opts.EtcdIPs), keepIPs: e.opts.EtcdIPs == nil, usage: both}
 	if err := e.leaf(EtcdServerCert, EtcdServerKey, server, ca); err != nil {
 		return err
 	}
@@ -113,7 +114,8 @@ func (e *ensurer) apiServer() error {
 	if err != nil {
 		return err
 	}
-	serving := leafSpec{cn: APIServerName, dns: []string{APIServerName, "localhost"}, ips: withLoopback(e.opts.APIServerIPs), usage: serverAuth}
+	serving := leafSpec{cn: APIServerName, dns: []string{APIServerName, "localhost"}, ips: withLoopback(e.opts.APIServerIPs),
+		keepIPs: e.opts.APIServerIPs == nil, usage: serverAuth}
 	leaves := []struct {
 		cert, key string
 		spec      leafSpec
@@ -178,6 +180,9 @@ func (e *ensurer) leaf(certName, keyName string, s leafSpec, ca *pair) error {
 	p, ok, err := e.s.loadPair(certName, keyName)
 	if err != nil {
 		return err
+	}
+	if ok && s.keepIPs {
+		s.ips = p.cert.IPAddresses
 	}
 	if !ok || !fresh(p.cert) || p.cert.CheckSignatureFrom(ca.cert) != nil || !says(p.cert, s) {
 		if p, err = sign(s, ca); err != nil {

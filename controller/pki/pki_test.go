@@ -158,6 +158,16 @@ func TestEnsureKeeps(t *testing.T) {
 	if err := cert(t, third, APIServerServingCert).VerifyHostname("192.0.2.1"); err != nil {
 		t.Errorf("new address: %v", err)
 	}
+	// A run without the addresses keeps them; one with others replaces them.
+	opts.APIServerIPs = nil
+	if fourth := ensure(t, dir, opts); len(fourth.Made) != 0 {
+		t.Errorf("a run without -apiserver-address made %v", fourth.Made)
+	}
+	opts.APIServerIPs = []net.IP{net.ParseIP("192.0.2.2")}
+	fifth := ensure(t, dir, opts)
+	if c := cert(t, fifth, APIServerServingCert); c.VerifyHostname("192.0.2.1") == nil || c.VerifyHostname("192.0.2.2") != nil {
+		t.Errorf("serving certificate's addresses %v, want 127.0.0.1 and 192.0.2.2", c.IPAddresses)
+	}
 }
 
 // TestNewRootReissuesIntermediate: a mesh root made anew (its files lost) cannot keep an intermediate it did not sign.
