@@ -9,8 +9,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-var metav1GetOptions = metav1.GetOptions{}
-
 // probeNamespace is what the controller may not create: it has no mesh label. Only ever a dry run.
 const probeNamespace = "istio-sidecar-bootstrap-probe"
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/nomad/api"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery/cached/memory"
@@ -29,7 +30,6 @@ const MeshLabel = "istio-sidecar.io/mesh"
 
 // kube is the API server as one identity sees it.
 type kube struct {
-	cfg    *rest.Config
 	typed  kubernetes.Interface
 	dyn    dynamic.Interface
 	mapper *restmapper.DeferredDiscoveryRESTMapper
@@ -66,7 +66,7 @@ func newKube(cfg *rest.Config) (*kube, error) {
 		return nil, err
 	}
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(typed.Discovery()))
-	return &kube{cfg: cfg, typed: typed, dyn: dyn, mapper: mapper}, nil
+	return &kube{typed: typed, dyn: dyn, mapper: mapper}, nil
 }
 
 // namespaces are istio-system and the mesh label on default, so that Nomad's default namespace can be meshed.
@@ -107,7 +107,7 @@ var crdResource = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Ver
 // established reports whether every CRD serves its kinds.
 func (k *kube) established(ctx context.Context, crds []*unstructured.Unstructured) error {
 	for _, c := range crds {
-		got, err := k.dyn.Resource(crdResource).Get(ctx, c.GetName(), metav1GetOptions)
+		got, err := k.dyn.Resource(crdResource).Get(ctx, c.GetName(), metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
