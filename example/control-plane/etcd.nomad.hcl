@@ -1,6 +1,6 @@
 # etcd, the storage of Istio's API server: one member for development (see README.md for three).
 #
-#   nomad var put nomad/jobs/etcd ca_cert=@etcd-ca.pem server_cert=@etcd-server.pem server_key=@etcd-server-key.pem
+#   istio-sidecar-controller bootstrap -dir ~/mesh -crds crd-all.gen.yaml   # Variable nomad/jobs/etcd@istio-system
 #   nomad job run -var etcd_command=/usr/local/bin/etcd etcd.nomad.hcl
 #
 # The client needs the host volume (its directory owned by var.user, mode 0700):
@@ -30,6 +30,7 @@ variable "uid" {
 }
 
 job "etcd" {
+  namespace   = "istio-system"
   datacenters = var.datacenters
   type        = "service"
 

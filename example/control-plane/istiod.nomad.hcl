@@ -1,9 +1,7 @@
 # istiod (Istio's pilot-discovery), unmodified, with Istio's API server as its config store, found through the
 # kube-apiserver job's Nomad service, and a plugged-in CA: an intermediate whose root key never enters Nomad.
 #
-#   nomad var put nomad/jobs/istiod \
-#     apiserver_ca_cert=@apiserver-ca.pem client_cert=@istiod.pem client_key=@istiod-key.pem \
-#     ca_cert=@ca-cert.pem ca_key=@ca-key.pem cert_chain=@cert-chain.pem root_cert=@root-cert.pem
+#   istio-sidecar-controller bootstrap -dir ~/mesh -crds crd-all.gen.yaml   # Variable nomad/jobs/istiod@istio-system
 #   nomad job run -var istiod_command=/usr/local/bin/pilot-discovery istiod.nomad.hcl
 #
 # Sidecars find it through the Nomad service "istiod" (an address, no DNS name): they dial the service's
@@ -60,6 +58,7 @@ variable "trust_domain" {
 }
 
 job "istiod" {
+  namespace   = "istio-system"
   datacenters = var.datacenters
   type        = "service"
 

@@ -1,10 +1,7 @@
 # Istio's API server: Kubernetes' kube-apiserver as a config store only (no kubelet, scheduler or
 # controller-manager), storing in the etcd job, found through its Nomad service.
 #
-#   nomad var put nomad/jobs/kube-apiserver \
-#     etcd_ca_cert=@etcd-ca.pem etcd_client_cert=@apiserver-etcd-client.pem etcd_client_key=@apiserver-etcd-client-key.pem \
-#     serving_cert=@serving.pem serving_key=@serving-key.pem client_ca_cert=@apiserver-ca.pem \
-#     sa_signing_key=@sa.key sa_public_key=@sa.pub
+#   istio-sidecar-controller bootstrap -dir ~/mesh -crds crd-all.gen.yaml   # Variable nomad/jobs/kube-apiserver@istio-system
 #   nomad job run -var kube_apiserver_command=/usr/local/bin/kube-apiserver kube-apiserver.nomad.hcl
 
 variable "datacenters" {
@@ -42,6 +39,7 @@ variable "service_account_issuer" {
 }
 
 job "kube-apiserver" {
+  namespace   = "istio-system"
   datacenters = var.datacenters
   type        = "service"
 

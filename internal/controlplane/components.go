@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/istio-sidecar/istio-sidecar/controller/pki"
 )
 
 // readyTimeout bounds each component's start; the notes measured 0.5 s (etcd), 3 s (API server), 2 s (istiod).
@@ -34,14 +36,14 @@ func startEtcd(t TB, cp *ControlPlane) string {
 	client := fmt.Sprintf("https://127.0.0.1:%d", freePort(t, "127.0.0.1"))
 	peer := fmt.Sprintf("http://127.0.0.1:%d", freePort(t, "127.0.0.1"))
 	metrics := fmt.Sprintf("http://127.0.0.1:%d", freePort(t, "127.0.0.1"))
-	d := cp.Dir
+	d, k := cp.Dir, cp.PKIDir
 	p := startProcess(t, d, "etcd", []string{"PATH=" + os.Getenv("PATH")}, cp.Bin.Etcd,
 		"--name=test", "--data-dir="+filepath.Join(d, "etcd-data"),
 		"--listen-client-urls="+client, "--advertise-client-urls="+client,
 		"--listen-peer-urls="+peer, "--initial-advertise-peer-urls="+peer,
 		"--initial-cluster=test="+peer, "--initial-cluster-state=new", "--listen-metrics-urls="+metrics,
-		"--cert-file="+filepath.Join(d, "etcd/server.pem"), "--key-file="+filepath.Join(d, "etcd/server-key.pem"),
-		"--client-cert-auth", "--trusted-ca-file="+filepath.Join(d, "etcd/ca.pem"))
+		"--cert-file="+filepath.Join(k, pki.EtcdServerCert), "--key-file="+filepath.Join(k, pki.EtcdServerKey),
+		"--client-cert-auth", "--trusted-ca-file="+filepath.Join(k, pki.EtcdCACert))
 	waitUntil(t, p, readyTimeout, "etcd /health", func() error {
 		return getOK(http.DefaultClient, metrics+"/health", `"health":"true"`)
 	})
@@ -65,17 +67,17 @@ func (cp *ControlPlane) startAPIServer(t TB, etcd string) {
 	}
 	port := freePort(t, "127.0.0.1")
 	cp.APIServer = fmt.Sprintf("https://127.0.0.1:%d", port)
-	f := func(name string) string { return filepath.Join(d, name) }
+	f := func(name string) string { return filepath.Join(cp.PKIDir, name) }
 	p := startProcess(t, d, "kube-apiserver", []string{"PATH=" + os.Getenv("PATH")}, cp.Bin.KubeAPIServer,
-		"--etcd-servers="+etcd, "--etcd-cafile="+f("etcd/ca.pem"),
-		"--etcd-certfile="+f("etcd/apiserver-client.pem"), "--etcd-keyfile="+f("etcd/apiserver-client-key.pem"),
+		"--etcd-servers="+etcd, "--etcd-cafile="+f(pki.EtcdCACert),
+		"--etcd-certfile="+f(pki.EtcdAPIServerCert), "--etcd-keyfile="+f(pki.EtcdAPIServerKey),
 		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", port),
-		"--tls-cert-file="+f("apiserver/serving.pem"), "--tls-private-key-file="+f("apiserver/serving-key.pem"),
-		"--client-ca-file="+f("apiserver/ca.pem"), "--authentication-config="+authn, "--authorization-mode=RBAC",
-		"--service-account-issuer=https://"+apiServerName, "--service-account-key-file="+f("apiserver/sa.pub"),
-		"--service-account-signing-key-file="+f("apiserver/sa.key"), "--api-audiences=https://"+apiServerName+",istio-ca",
+		"--tls-cert-file="+f(pki.APIServerServingCert), "--tls-private-key-file="+f(pki.APIServerServingKey),
+		"--client-ca-file="+f(pki.APIServerCACert), "--authentication-config="+authn, "--authorization-mode=RBAC",
+		"--service-account-issuer=https://"+apiServerName, "--service-account-key-file="+f(pki.ServiceAccountPub),
+		"--service-account-signing-key-file="+f(pki.ServiceAccountKey), "--api-audiences=https://"+apiServerName+",istio-ca",
 		"--service-cluster-ip-range=10.96.0.0/16", "--endpoint-reconciler-type=none",
-		"--cert-dir="+f("apiserver/generated"))
+		"--cert-dir="+filepath.Join(d, "apiserver-generated"))
 	client, err := tlsClient(cp.APIServerCA)
 	if err != nil {
 		t.Fatalf("%v", err)
@@ -99,7 +101,7 @@ func (cp *ControlPlane) StartIstiod(t TB) {
 	}
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1"))
 	env := []string{"PATH=" + os.Getenv("PATH"), "POD_NAME=istiod-0", "POD_NAMESPACE=istio-system", "REVISION=default",
-		"ROOT_CA_DIR=" + filepath.Join(d, "istiod-ca"), "ISTIOD_CUSTOM_HOST=" + istiodHost, "ENABLE_DEBUG_ON_HTTP=false"}
+		"ROOT_CA_DIR=" + filepath.Join(cp.PKIDir, filepath.Dir(pki.IstiodCACert)), "ISTIOD_CUSTOM_HOST=" + istiodHost, "ENABLE_DEBUG_ON_HTTP=false"}
 	p := startProcess(t, d, "istiod", env, cp.Bin.Istiod, "discovery",
 		"--kubeconfig="+cp.IstiodKubeconfig, "--meshConfig="+mesh, "--clusterID="+cp.ClusterID,
 		"--grpcAddr=", "--secureGRPCAddr="+cp.Istiod.String(), "--httpAddr="+httpAddr,

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/istio-sidecar/istio-sidecar/controller/pki"
 	"github.com/istio-sidecar/istio-sidecar/internal/testenv"
 )
 
@@ -62,12 +63,20 @@ type Options struct {
 	IstiodIP netip.Addr
 	// DeferIstiod leaves istiod to ControlPlane.StartIstiod, for a test of what a sidecar does before it.
 	DeferIstiod bool
+	// PKIDir is a directory laid out by controller/pki (a bootstrap's -dir) whose keys and certificates the
+	// control plane uses; "" means a throwaway PKI in the control plane's own directory.
+	PKIDir string
+	// Bare leaves the API server empty (no CRDs, namespace or RBAC) and istiod unstarted, for a test of the
+	// bootstrap, which puts them there.
+	Bare bool
 }
 
 // ControlPlane is a running control plane.
 type ControlPlane struct {
 	Dir string
-	Bin Binaries
+	// PKIDir holds the keys and certificates (controller/pki's layout); Dir unless Options.PKIDir says otherwise.
+	PKIDir string
+	Bin    Binaries
 	// APIServer is the API server's URL; its serving certificate is signed by APIServerCA and names 127.0.0.1.
 	APIServer, APIServerCA string
 	// Kubeconfigs with client certificates: the operator (system:masters), istiod's identity and the controller's
@@ -92,15 +101,23 @@ func Start(t TB, bin Binaries, opts Options) *ControlPlane {
 		opts.IstiodIP = netip.AddrFrom4([4]byte{127, 0, 0, 1})
 	}
 	dir := t.TempDir()
-	root, err := makePKI(dir)
+	pkiDir := opts.PKIDir
+	if pkiDir == "" {
+		pkiDir = dir
+	}
+	root, err := makePKI(pkiDir)
 	if err != nil {
 		t.Fatalf("control plane PKI: %v", err)
 	}
-	cp := &ControlPlane{Dir: dir, Bin: bin, RootCert: root, IstiodSAN: istiodHost, TrustDomain: "cluster.local",
-		ClusterID: "nomad", APIServerCA: filepath.Join(dir, "apiserver/ca.pem"), istiodIP: opts.IstiodIP}
+	cp := &ControlPlane{Dir: dir, PKIDir: pkiDir, Bin: bin, RootCert: root, IstiodSAN: istiodHost,
+		TrustDomain: "cluster.local", ClusterID: "nomad", APIServerCA: filepath.Join(pkiDir, pki.APIServerCACert),
+		istiodIP: opts.IstiodIP}
 	etcd := startEtcd(t, cp)
 	cp.startAPIServer(t, etcd)
 	cp.writeKubeconfigs(t)
+	if opts.Bare {
+		return cp
+	}
 	cp.bootstrap(t)
 	// The port is chosen now, so that a sidecar can be pointed at istiod before it runs.
 	cp.Istiod = netip.AddrPortFrom(opts.IstiodIP, uint16(freePort(t, opts.IstiodIP.String())))

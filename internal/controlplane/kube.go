@@ -35,7 +35,7 @@ func (cp *ControlPlane) writeKubeconfigs(t TB) {
 	t.Helper()
 	write := func(user, client string) string {
 		path := filepath.Join(cp.Dir, client+".kubeconfig")
-		cert, key := filepath.Join(cp.Dir, "clients", client+".pem"), filepath.Join(cp.Dir, "clients", client+"-key.pem")
+		cert, key := filepath.Join(cp.PKIDir, "clients", client+".pem"), filepath.Join(cp.PKIDir, "clients", client+"-key.pem")
 		doc := fmt.Sprintf(kubeconfigTmpl, cp.APIServer, cp.APIServerCA, user, cert, key, user)
 		if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
 			t.Fatalf("%v", err)
