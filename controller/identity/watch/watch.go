@@ -1,6 +1,6 @@
 // Package watch follows Nomad's jobs for the controller: a full listing when it starts, after every reconnect
-// and every resync period, and in between the Job topic of Nomad's event stream, resumed from the last index
-// seen, so that a change is acted on in moments and none is missed.
+// and every resync period, and in between Nomad's event stream (jobs, and the evaluations of deregistrations),
+// resumed from the last index seen, so that a change is acted on in moments and none is missed.
 package watch
 
 import (
@@ -90,11 +90,34 @@ func (w *Watcher) info(ctx context.Context, ns, id string) (*api.Job, error) {
 	return job, nil
 }
 
+// topics are the events that change what the controller wants. Nomad 1.6 sends no Job event when a job is
+// purged, only the evaluation the purge creates, so that one is followed too.
+var topics = map[api.Topic][]string{api.TopicJob: {"*"}, api.TopicEvaluation: {"*"}}
+
+// jobOf names the job an event is about, if it is one the controller acts on.
+func jobOf(ev api.Event) (ns, id string, ok bool) {
+	switch {
+	case ev.Topic == api.TopicJob:
+		job, err := ev.Job()
+		if err != nil || job == nil || job.Namespace == nil {
+			return "", "", false
+		}
+		return *job.Namespace, ev.Key, true
+	case ev.Topic == api.TopicEvaluation && ev.Type == "JobDeregistered":
+		eval, err := ev.Evaluation()
+		if err != nil || eval == nil {
+			return "", "", false
+		}
+		return eval.Namespace, eval.JobID, true
+	}
+	return "", "", false
+}
+
 // stream follows the Job topic from *index, relisting every resync period, until an error.
 func (w *Watcher) stream(ctx context.Context, index *uint64, out chan<- Update) error {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	events, err := w.Nomad.EventStream().Stream(sctx, map[api.Topic][]string{api.TopicJob: {"*"}}, *index,
+	events, err := w.Nomad.EventStream().Stream(sctx, topics, *index,
 		&api.QueryOptions{Namespace: "*"})
 	if err != nil {
 		return fmt.Errorf("event stream: %w", err)
@@ -128,15 +151,11 @@ func (w *Watcher) stream(ctx context.Context, index *uint64, out chan<- Update) 
 func (w *Watcher) apply(ctx context.Context, batch *api.Events, out chan<- Update) error {
 	seen := map[[2]string]bool{}
 	for _, ev := range batch.Events {
-		if ev.Topic != api.TopicJob {
+		ns, id, ok := jobOf(ev)
+		if !ok {
 			continue
 		}
-		payload, err := ev.Job()
-		if err != nil || payload == nil || payload.Namespace == nil {
-			w.Log.Warn("a Job event without its job; waiting for the next listing", "key", ev.Key, "error", err)
-			continue
-		}
-		k := [2]string{*payload.Namespace, ev.Key}
+		k := [2]string{ns, id}
 		if k[0] == policy.Reserved || seen[k] {
 			continue
 		}
