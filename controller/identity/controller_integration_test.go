@@ -44,6 +44,8 @@ type env struct {
 	cp    *controlplane.ControlPlane
 	nomad *nomadtest.Agent
 	admin kubernetes.Interface
+	// token is the Nomad client with the controller's policy.
+	token *api.Client
 }
 
 func kubeClient(t *testing.T, kubeconfig string) kubernetes.Interface {
@@ -59,16 +61,21 @@ func kubeClient(t *testing.T, kubeconfig string) kubernetes.Interface {
 	return k
 }
 
-func startEnv(t *testing.T, refreshBefore time.Duration) *env {
+func startEnv(t *testing.T) *env {
 	cp := controlplane.Start(t, controlplane.BinariesFromEnv(t), controlplane.Options{DeferIstiod: true})
 	e := &env{cp: cp, nomad: nomadtest.Start(t), admin: kubeClient(t, cp.AdminKubeconfig)}
-	for _, ns := range []string{"team-a", "team-b", "istio-system"} {
+	for _, ns := range []string{"team-a", "team-b", "legacy", "istio-system"} {
 		e.nomad.Namespace(t, ns)
 	}
-	c, err := New(Config{Nomad: e.nomad.Client(t, "istio-sidecar-controller", controllerNomadPolicy),
-		Kube: kubeClient(t, cp.ControllerKubeconfig), RootCert: string(cp.RootCert), TTL: testTTL,
-		RefreshBefore: refreshBefore, Resync: 10 * time.Minute, // longer than the test: events must do it
-		Log: hclog.New(&hclog.LoggerOptions{Name: "controller", Output: testWriter{t}, Level: hclog.Debug})})
+	e.token = e.nomad.Client(t, "istio-sidecar-controller", controllerNomadPolicy)
+	return e
+}
+
+// startController runs the controller until the returned function (or the test's end) stops it.
+func (e *env) startController(t *testing.T, refreshBefore time.Duration) (stop func()) {
+	c, err := New(Config{Nomad: e.token, Kube: kubeClient(t, e.cp.ControllerKubeconfig), RootCert: string(e.cp.RootCert),
+		TTL: testTTL, RefreshBefore: refreshBefore, Resync: 10 * time.Minute, // longer than the test: events must do it
+		Log: hclog.New(&hclog.LoggerOptions{Name: "controller", Output: testWriter{t}, Level: hclog.Info})})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,8 +83,9 @@ func startEnv(t *testing.T, refreshBefore time.Duration) *env {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); c.Run(ctx) }()
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	return e
+	stop = func() { cancel(); wg.Wait() }
+	t.Cleanup(stop)
+	return stop
 }
 
 // testWriter sends the controller's log to the test's.
@@ -187,7 +195,8 @@ func gone(err error) error {
 // stopped job's Variable, token and service account go.
 func TestController(t *testing.T) {
 	// Refresh 3 s after minting: rotation is observed within the test.
-	e := startEnv(t, testTTL-3*time.Second)
+	e := startEnv(t)
+	e.startController(t, testTTL-3*time.Second)
 
 	e.register(t, meshedJob("team-a", "web", "frontend", map[string]interface{}{"service_account": "web"}))
 	e.register(t, meshedJob("team-b", "rogue", "g", map[string]interface{}{"namespace": "team-a", "service_account": "rogue"}))
