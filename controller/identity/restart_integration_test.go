@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/nomad/api"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/istio-sidecar/istio-sidecar/controller/identity/internal/nomadtest"
@@ -42,6 +43,14 @@ func TestControllerRestart(t *testing.T) {
 		t.Errorf("unlabelled namespace: %v, want a refusal naming the label and no token", legacy)
 	}
 	before := e.modifyIndex(t, "team-a", "nomad/jobs/web/frontend")
+	asController := kubeClient(t, e.cp.ControllerKubeconfig)
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "probe"}}
+	if _, err := asController.CoreV1().Secrets("legacy").Create(ctx, secret, metav1.CreateOptions{}); err == nil {
+		t.Errorf("the controller created a Secret in the unlabelled namespace legacy")
+	}
+	if _, err := asController.CoreV1().Secrets("team-a").List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("the controller listed Secrets: %v, want forbidden (it creates and deletes them, never reads)", err)
+	}
 
 	stop()
 	if _, _, err := e.nomad.Management.Jobs().Deregister("old", true, &api.WriteOptions{Namespace: "team-a"}); err != nil {

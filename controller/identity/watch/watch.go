@@ -38,6 +38,7 @@ func (w *Watcher) Run(ctx context.Context, out chan<- Update) {
 	for ctx.Err() == nil {
 		var err error
 		if index, err = w.relist(ctx, index, out); err == nil {
+			backoff = time.Second
 			err = w.stream(ctx, &index, out)
 		}
 		if ctx.Err() != nil {
