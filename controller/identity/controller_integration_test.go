@@ -19,9 +19,9 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/istio-sidecar/istio-sidecar/controller/identity/apiserver"
-	"github.com/istio-sidecar/istio-sidecar/controller/identity/internal/nomadtest"
 	"github.com/istio-sidecar/istio-sidecar/controller/identity/variables"
 	"github.com/istio-sidecar/istio-sidecar/internal/controlplane"
+	"github.com/istio-sidecar/istio-sidecar/internal/nomadtest"
 )
 
 // controllerNomadPolicy is the controller's Nomad ACL policy, the least it needs: read every job and write the

@@ -12,8 +12,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/istio-sidecar/istio-sidecar/controller/identity/internal/nomadtest"
 	"github.com/istio-sidecar/istio-sidecar/controller/identity/variables"
+	"github.com/istio-sidecar/istio-sidecar/internal/nomadtest"
 )
 
 // TestControllerRestart stops the controller, purges a job meanwhile, and starts it again: the purged group's

@@ -110,8 +110,8 @@ func (a *Agent) bootstrap(t *testing.T, exited <-chan struct{}) {
 	}
 }
 
-// Client returns a client whose token has exactly the policy rules given (HCL).
-func (a *Agent) Client(t *testing.T, name, rules string) *api.Client {
+// Token creates an ACL token with exactly the policy rules given (HCL) and returns its secret.
+func (a *Agent) Token(t *testing.T, name, rules string) string {
 	t.Helper()
 	if _, err := a.Management.ACLPolicies().Upsert(&api.ACLPolicy{Name: name, Rules: rules}, nil); err != nil {
 		t.Fatalf("ACL policy %s: %v", name, err)
@@ -120,7 +120,13 @@ func (a *Agent) Client(t *testing.T, name, rules string) *api.Client {
 	if err != nil {
 		t.Fatalf("ACL token %s: %v", name, err)
 	}
-	c, err := api.NewClient(&api.Config{Address: a.Addr, SecretID: tok.SecretID})
+	return tok.SecretID
+}
+
+// Client returns a client whose token has exactly the policy rules given (HCL).
+func (a *Agent) Client(t *testing.T, name, rules string) *api.Client {
+	t.Helper()
+	c, err := api.NewClient(&api.Config{Address: a.Addr, SecretID: a.Token(t, name, rules)})
 	if err != nil {
 		t.Fatal(err)
 	}
