@@ -161,7 +161,8 @@ func (f *runFlags) rest() (*rest.Config, error) {
 	if u, err := url.Parse(f.apiserver); err != nil || u.Scheme != "https" || u.Host == "" {
 		return nil, fmt.Errorf("-apiserver %q: want https://HOST:PORT (or -kubeconfig)", f.apiserver)
 	}
-	for name, v := range map[string]string{"-apiserver-ca": f.apiserverCA, "-client-cert": f.clientCert, "-client-key": f.clientKey} {
+	for _, p := range [][2]string{{"-apiserver-ca", f.apiserverCA}, {"-client-cert", f.clientCert}, {"-client-key", f.clientKey}} {
+		name, v := p[0], p[1]
 		if v == "" {
 			return nil, fmt.Errorf("%s: required with -apiserver", name)
 		}
