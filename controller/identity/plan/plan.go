@@ -34,9 +34,13 @@ type Group struct {
 	Refused string
 }
 
-// Groups plans every meshed group of a job; a stopped or dead job has none.
+// Groups plans every meshed group of a job; a stopped or dead job has none. Nor has a child of a periodic or
+// parameterized job: Nomad's workload identity gives a child its parent's Variables, so the parent's stand.
 func Groups(job *api.Job, p *policy.Policy) []Group {
 	if job == nil || job.ID == nil || job.Namespace == nil || stopped(job) {
+		return nil
+	}
+	if job.ParentID != nil && *job.ParentID != "" {
 		return nil
 	}
 	var out []Group

@@ -57,7 +57,7 @@ func TestGroupsRefuse(t *testing.T) {
 	}
 }
 
-func TestStoppedJobHasNoGroups(t *testing.T) {
+func TestStoppedJobAndChildHaveNoGroups(t *testing.T) {
 	j := job("default", "web", map[string][]*api.Task{"g": {sidecar(nil)}})
 	stop := true
 	j.Stop = &stop
@@ -67,5 +67,10 @@ func TestStoppedJobHasNoGroups(t *testing.T) {
 	j.Stop = nil
 	if got := Groups(j, nil); len(got) != 1 || got[0].Refused != "" {
 		t.Errorf("running job in default: %+v", got)
+	}
+	parent := "web"
+	j.ParentID = &parent
+	if got := Groups(j, nil); len(got) != 0 {
+		t.Errorf("a dispatched child has its own identity: %+v", got)
 	}
 }
