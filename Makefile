@@ -80,7 +80,7 @@ CONTROL_PLANE_ENV = ISTIO_SIDECAR_ETCD=$$(build/etcd.sh) ISTIO_SIDECAR_KUBE_APIS
 	ISTIO_SIDECAR_ISTIOD=$$(build/istiod.sh)
 
 .PHONY: unit
-unit: setup build standin ## Unit and integration tests (real pilot-agent, Nomad's driver harness, real istiod, the bootstrap on a Nomad dev agent)
+unit: setup build standin ## Unit and integration tests (real pilot-agent, Nomad's driver harness, real istiod, bootstrap and controller against real Nomad agents)
 	$(CONTROL_PLANE_ENV) NOMAD_BIN=$$(build/nomad.sh) ISTIO_SIDECAR_PILOT_AGENT=$(PILOT_AGENT) \
 	ISTIO_SIDECAR_ENVOY=$(ISTIO_SIDECAR_ENVOY) ISTIO_SIDECAR_REQUIRE_INTEGRATION=1 go test -race -count=1 -timeout 15m ./...
 

@@ -1,7 +1,6 @@
 package driver
 
 import (
-	"regexp"
 	"strings"
 
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -25,13 +24,10 @@ func proxyEnvironment(cfg *drivers.TaskConfig, s *settings, t *taskSettings, mod
 	if err != nil {
 		return nil, err
 	}
-	namespace := t.Namespace
-	if namespace == "" {
-		namespace = dnsLabel(cfg.Namespace, "default")
-	}
+	namespace := istio.Namespace(t.Namespace, cfg.Namespace)
 	service := t.CanonicalService
 	if service == "" {
-		service = dnsLabel(cfg.JobName, "workload")
+		service = istio.DNSLabel(cfg.JobName, "workload")
 	}
 	probers, err := proxy.AppProbersEnv(t.appProbers)
 	if err != nil {
@@ -40,7 +36,7 @@ func proxyEnvironment(cfg *drivers.TaskConfig, s *settings, t *taskSettings, mod
 	env, err := proxy.Environment(proxy.Workload{
 		PodName:           podName(cfg),
 		Namespace:         namespace,
-		ServiceAccount:    t.ServiceAccount,
+		ServiceAccount:    istio.ServiceAccount(t.ServiceAccount),
 		WorkloadName:      service,
 		CanonicalService:  service,
 		CanonicalRevision: t.CanonicalRevision,
@@ -107,7 +103,7 @@ func podName(cfg *drivers.TaskConfig) string {
 	if len(short) > 8 {
 		short = short[:8]
 	}
-	base := dnsLabel(cfg.JobName+"-"+cfg.TaskGroupName, "alloc")
+	base := istio.DNSLabel(cfg.JobName+"-"+cfg.TaskGroupName, "alloc")
 	if len(base) > 63-len(short)-1 {
 		base = strings.TrimRight(base[:63-len(short)-1], "-")
 	}
@@ -132,18 +128,4 @@ func instanceIP(cfg *drivers.TaskConfig, t *taskSettings) string {
 		}
 	}
 	return ""
-}
-
-var notLabel = regexp.MustCompile(`[^a-z0-9-]+`)
-
-// dnsLabel folds a Nomad name (which may hold '.', '_' or capitals) into a DNS label.
-func dnsLabel(name, fallback string) string {
-	l := strings.Trim(notLabel.ReplaceAllString(strings.ToLower(name), "-"), "-")
-	if len(l) > 63 {
-		l = strings.TrimRight(l[:63], "-")
-	}
-	if l == "" {
-		return fallback
-	}
-	return l
 }

@@ -1,0 +1,112 @@
+// Package variables writes and removes the Nomad Variable of each meshed group, nomad/jobs/<job>/<group> in
+// the job's namespace: the one path Nomad's workload identity lets only that group's tasks read.
+package variables
+
+import (
+	"fmt"
+	"maps"
+	"strings"
+
+	"github.com/hashicorp/nomad/api"
+)
+
+// The Variable's keys, as the jobspecs' templates read them.
+const (
+	KeyToken          = "istio_token"
+	KeyRootCert       = "root_cert"
+	KeyNamespace      = "namespace"
+	KeyServiceAccount = "service_account"
+	KeyExpires        = "expires"
+	KeyRefused        = "refused"
+)
+
+// Prefix is where the groups' Variables live.
+const Prefix = "nomad/jobs/"
+
+// Store reads and writes the Variables through Nomad's API with the controller's token.
+type Store struct {
+	Nomad *api.Client
+}
+
+// Write stores items at path in namespace ns unless prev already holds exactly them, with check-and-set on
+// prev (nil: the Variable must not exist yet), so a concurrent writer is noticed rather than overwritten.
+func (s *Store) Write(ns, path string, items map[string]string, prev *api.Variable) (*api.Variable, error) {
+	if prev != nil && maps.Equal(map[string]string(prev.Items), items) {
+		return prev, nil
+	}
+	v := &api.Variable{Namespace: ns, Path: path, Items: api.VariableItems(items)}
+	if prev != nil {
+		v.ModifyIndex = prev.ModifyIndex
+	}
+	got, _, err := s.Nomad.Variables().CheckedUpdate(v, &api.WriteOptions{Namespace: ns})
+	if err != nil {
+		return nil, fmt.Errorf("writing variable %s in namespace %s: %w", path, ns, err)
+	}
+	return got, nil
+}
+
+// Read returns the Variable at path in ns, nil when there is none.
+func (s *Store) Read(ns, path string) (*api.Variable, error) {
+	v, _, err := s.Nomad.Variables().Peek(path, &api.QueryOptions{Namespace: ns})
+	if err != nil {
+		return nil, fmt.Errorf("reading variable %s in namespace %s: %w", path, ns, err)
+	}
+	return v, nil
+}
+
+// Delete removes v unless it changed since it was read.
+func (s *Store) Delete(v *api.Variable) error {
+	_, err := s.Nomad.Variables().CheckedDelete(v.Path, v.ModifyIndex, &api.WriteOptions{Namespace: v.Namespace})
+	if err != nil {
+		return fmt.Errorf("deleting variable %s in namespace %s: %w", v.Path, v.Namespace, err)
+	}
+	return nil
+}
+
+// List returns every group Variable the controller wrote, in all the namespaces its token may list.
+func (s *Store) List() ([]*api.Variable, error) {
+	metas, _, err := s.Nomad.Variables().PrefixList(Prefix, &api.QueryOptions{Namespace: "*"})
+	if err != nil {
+		return nil, fmt.Errorf("listing variables under %s: %w", Prefix, err)
+	}
+	var out []*api.Variable
+	for _, m := range metas {
+		if _, _, ok := Split(m.Path); !ok {
+			continue
+		}
+		v, err := s.Read(m.Namespace, m.Path)
+		if err != nil {
+			return nil, err
+		}
+		if v != nil && Ours(v) {
+			out = append(out, v)
+		}
+	}
+	return out, nil
+}
+
+// Split reads job and group from a group Variable's path; a job ID may hold '/', a group name may not.
+func Split(path string) (job, group string, ok bool) {
+	rest, found := strings.CutPrefix(path, Prefix)
+	i := strings.LastIndexByte(rest, '/')
+	if !found || i <= 0 || i == len(rest)-1 {
+		return "", "", false
+	}
+	return rest[:i], rest[i+1:], true
+}
+
+// Ours tells a Variable the controller wrote from one a job's owner keeps at the same path: it holds the
+// controller's keys and nothing else. The controller never deletes any other.
+func Ours(v *api.Variable) bool {
+	if v.Items[KeyNamespace] == "" || v.Items[KeyServiceAccount] == "" {
+		return false
+	}
+	for k := range v.Items {
+		switch k {
+		case KeyToken, KeyRootCert, KeyNamespace, KeyServiceAccount, KeyExpires, KeyRefused:
+		default:
+			return false
+		}
+	}
+	return true
+}
