@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/nomad/api"
 
+	"github.com/istio-sidecar/istio-sidecar/controller/bootstrap"
 	"github.com/istio-sidecar/istio-sidecar/internal/controlplane"
 	"github.com/istio-sidecar/istio-sidecar/internal/nomadtest"
 )
@@ -23,15 +24,7 @@ func TestRunWithRealServers(t *testing.T) {
 	nomad := nomadtest.Start(t)
 	nomad.Namespace(t, "team-a")
 	tokenFile := filepath.Join(t.TempDir(), "nomad-token")
-	if err := os.WriteFile(tokenFile, []byte(nomad.Token(t, "controller", `
-namespace "*" {
-  capabilities = ["list-jobs", "read-job"]
-  variables {
-    path "nomad/jobs/*" { capabilities = ["read", "write", "destroy", "list"] }
-  }
-}
-namespace "istio-system" { policy = "deny" }
-`)+"\n"), 0o400); err != nil {
+	if err := os.WriteFile(tokenFile, []byte(nomad.Token(t, "controller", bootstrap.ControllerPolicy)+"\n"), 0o400); err != nil {
 		t.Fatal(err)
 	}
 	root := filepath.Join(t.TempDir(), "root-cert.pem")

@@ -18,23 +18,12 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/istio-sidecar/istio-sidecar/controller/bootstrap"
 	"github.com/istio-sidecar/istio-sidecar/controller/identity/apiserver"
 	"github.com/istio-sidecar/istio-sidecar/controller/identity/variables"
 	"github.com/istio-sidecar/istio-sidecar/internal/controlplane"
 	"github.com/istio-sidecar/istio-sidecar/internal/nomadtest"
 )
-
-// controllerNomadPolicy is the controller's Nomad ACL policy, the least it needs: read every job and write the
-// groups' Variables, nothing in the control plane's namespace.
-const controllerNomadPolicy = `
-namespace "*" {
-  capabilities = ["list-jobs", "read-job"]
-  variables {
-    path "nomad/jobs/*" { capabilities = ["read", "write", "destroy", "list"] }
-  }
-}
-namespace "istio-system" { policy = "deny" }
-`
 
 const testTTL = 10 * time.Minute
 
@@ -67,7 +56,7 @@ func startEnv(t *testing.T) *env {
 	for _, ns := range []string{"team-a", "team-b", "legacy", "istio-system"} {
 		e.nomad.Namespace(t, ns)
 	}
-	e.token = e.nomad.Client(t, "istio-sidecar-controller", controllerNomadPolicy)
+	e.token = e.nomad.Client(t, "istio-sidecar-controller", bootstrap.ControllerPolicy)
 	return e
 }
 
