@@ -74,9 +74,10 @@ func guideBlocks(t *testing.T) []guideBlock {
 	return blocks
 }
 
-// runGuideBlock runs one block as the operator would, from the repository root, in bash with errexit, and
-// returns its output. env are the guide's settings and the agent's address and management token.
-func runGuideBlock(t *testing.T, b guideBlock, env []string) string {
+// runGuideBlock runs one block as the operator would, from the repository root, in bash with errexit, after the
+// guide's settings block, and returns its output. env are the values of those settings and the agent's address
+// and management token.
+func runGuideBlock(t *testing.T, settings, b guideBlock, env []string) string {
 	t.Helper()
 	root, err := harness.RepoRoot()
 	if err != nil {
@@ -84,7 +85,7 @@ func runGuideBlock(t *testing.T, b guideBlock, env []string) string {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), guideBlockTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "bash", "-euo", "pipefail", "-x", "-c", b.body)
+	cmd := exec.CommandContext(ctx, "bash", "-euo", "pipefail", "-c", settings.body+"set -x\n"+b.body)
 	cmd.Dir = root
 	cmd.Env = env
 	start := time.Now()
@@ -111,4 +112,24 @@ func guideEnv(agent *harness.Agent, settings map[string]string) []string {
 		env = append(env, fmt.Sprintf("%s=%s", k, v))
 	}
 	return env
+}
+
+// TestGuide_BlocksAreTheOperatorsSteps checks what the control-plane scenario runs of the guide: its settings
+// first, every step of the operator's in order, and not the agent start the harness does itself.
+func TestGuide_BlocksAreTheOperatorsSteps(t *testing.T) {
+	blocks := guideBlocks(t)
+	want := []string{": \"${ETCD:=", "bootstrap -dir", "etcd.nomad.hcl", "istiod.nomad.hcl",
+		"controller.nomad.hcl", "bridge-mode.nomad.hcl", "/certs"}
+	i := 0
+	for _, b := range blocks {
+		for i < len(want) && strings.Contains(b.body, want[i]) {
+			i++
+		}
+		if strings.Contains(b.body, "nomad agent") {
+			t.Errorf("the block at line %d starts an agent: the harness does that", b.line)
+		}
+	}
+	if i < len(want) {
+		t.Errorf("the guide's sh blocks lack %q (or have it out of order)", want[i])
+	}
 }

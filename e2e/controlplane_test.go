@@ -36,6 +36,7 @@ type controlPlane struct {
 	meshedAlloc *api.Allocation
 	// identityBlock is the guide's last block (the identity it shows), run once the certificate is there.
 	identityBlock guideBlock
+	settings      guideBlock
 	env           []string
 }
 
@@ -76,9 +77,12 @@ func startControlPlane(t *testing.T) *controlPlane {
 		"NODE_IP":         nodeIP,
 		"DRIVER":          "raw_exec",
 	})
+	// The first block is the guide's settings, which the later ones use as the operator's shell would have
+	// them: each block runs after it, in one bash.
 	blocks := guideBlocks(t)
-	for _, b := range blocks[:len(blocks)-1] {
-		runGuideBlock(t, b, cp.env)
+	cp.settings = blocks[0]
+	for _, b := range blocks[1 : len(blocks)-1] {
+		runGuideBlock(t, cp.settings, b, cp.env)
 	}
 	cp.identityBlock = blocks[len(blocks)-1]
 	cp.meshedAlloc = agent.WaitAlloc(t, guideMeshedJob, api.AllocClientStatusRunning)
@@ -145,7 +149,7 @@ func defaultRouteIP(t *testing.T) string {
 
 // runIdentityBlock runs the guide's last block and checks it shows the jobspec's SPIFFE ID.
 func (cp *controlPlane) runIdentityBlock(t *testing.T) {
-	out := runGuideBlock(t, cp.identityBlock, cp.env)
+	out := runGuideBlock(t, cp.settings, cp.identityBlock, cp.env)
 	if !strings.Contains(out, guideSPIFFEID) {
 		t.Errorf("%s:%d shows no %s", guideFile, cp.identityBlock.line, guideSPIFFEID)
 	}
