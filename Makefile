@@ -28,8 +28,9 @@ demo: setup build standin ## The driver end to end on this machine (root): a mes
 	$(AGENT_ENV) bin/demo
 
 .PHONY: build
-build: ## Build the plugin into bin/istio-sidecar
+build: ## Build the plugin and the controller into bin/
 	go build -trimpath -ldflags "$(LDFLAGS)" -o bin/istio-sidecar ./cmd/istio-sidecar
+	go build -trimpath -o bin/istio-sidecar-controller ./cmd/istio-sidecar-controller
 
 # bin/standin-envoy is for the suites with no istiod (driver integration, e2e, demo), which can set nothing in the
 # proxy's environment: built to default to STANDIN_ENVOY_CONTROL_PLANE=none, it opens 15001/15006 itself and is
@@ -84,9 +85,13 @@ unit: setup build standin ## Unit and integration tests (real pilot-agent, Nomad
 	$(CONTROL_PLANE_ENV) NOMAD_BIN=$$(build/nomad.sh) ISTIO_SIDECAR_PILOT_AGENT=$(PILOT_AGENT) \
 	ISTIO_SIDECAR_ENVOY=$(ISTIO_SIDECAR_ENVOY) ISTIO_SIDECAR_REQUIRE_INTEGRATION=1 go test -race -count=1 -timeout 15m ./...
 
+# The control-plane scenario (e2e/controlplane_*_test.go) runs example/control-plane.md with these.
+CONTROL_PLANE_E2E_ENV = $(CONTROL_PLANE_ENV) ISTIO_SIDECAR_CONTROLLER=$(CURDIR)/bin/istio-sidecar-controller \
+	ISTIO_SIDECAR_ENVOY_XDS=$(CURDIR)/bin/standin-envoy-xds
+
 .PHONY: e2e
-e2e: setup build standin ## End-to-end scenarios on a real Nomad v1.6.3 agent
-	$(AGENT_ENV) ISTIO_SIDECAR_REQUIRE_INTEGRATION=1 go test -count=1 -timeout 20m -tags e2e ./e2e/
+e2e: setup build standin ## End-to-end scenarios on a real Nomad v1.6.3 agent, the control plane's among them
+	$(AGENT_ENV) $(CONTROL_PLANE_E2E_ENV) ISTIO_SIDECAR_REQUIRE_INTEGRATION=1 go test -count=1 -timeout 30m -tags e2e ./e2e/
 
 .PHONY: test
 test: check unit e2e ## Everything CI runs (as root, on a fresh Debian machine)

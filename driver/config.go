@@ -18,8 +18,11 @@ const (
 	defaultEnvoyPath         = "/usr/local/bin/envoy"
 	defaultBootstrapTemplate = "/var/lib/istio/envoy/envoy_bootstrap_tmpl.json"
 	defaultDiscoveryAddress  = "istiod.istio-system.svc:15012"
-	defaultRootCertSource    = "secrets/root-cert.pem"
-	defaultTokenSource       = "secrets/istio-token"
+	// The name example/control-plane/istiod.nomad.hcl puts on istiod's certificate (ISTIOD_CUSTOM_HOST):
+	// sidecars that find istiod through its Nomad service dial an IP address and check this name instead.
+	defaultIstiodSAN      = "istiod.service.nomad"
+	defaultRootCertSource = "secrets/root-cert.pem"
+	defaultTokenSource    = "secrets/istio-token"
 )
 
 // DefaultStateDir is the plugin's default state_dir, where the operator CLI finds the namespace locks too.
@@ -34,6 +37,7 @@ type Config struct {
 	ProxyGID              int    `codec:"proxy_gid"`
 	DiscoveryAddress      string `codec:"discovery_address"`
 	CAAddress             string `codec:"ca_address"`
+	IstiodSAN             string `codec:"istiod_san"`
 	TrustDomain           string `codec:"trust_domain"`
 	ClusterID             string `codec:"cluster_id"`
 	MeshID                string `codec:"mesh_id"`
@@ -79,8 +83,9 @@ func defaultConfig() Config {
 		ProxyUID:                istio.ProxyUID,
 		ProxyGID:                istio.ProxyGID,
 		DiscoveryAddress:        defaultDiscoveryAddress,
+		IstiodSAN:               defaultIstiodSAN,
 		TrustDomain:             "cluster.local",
-		ClusterID:               "Kubernetes",
+		ClusterID:               "nomad",
 		ReadinessTimeout:        "60s",
 		HostExcludePorts:        slices.Clone(defaultHostExcludePorts), // decoding writes into it
 		InterceptionGracePeriod: "1m",
@@ -158,6 +163,9 @@ func (c Config) validateMesh() error {
 		if err := checkHostPort("ca_address", c.CAAddress); err != nil {
 			return err
 		}
+	}
+	if err := checkIstiodSAN(c.IstiodSAN); err != nil {
+		return err
 	}
 	if err := checkDNSName("trust_domain", c.TrustDomain); err != nil {
 		return err

@@ -35,6 +35,7 @@ func TestPluginConfig_BadFieldsNameFieldAndValue(t *testing.T) {
 		{"discovery without port", func(c *Config) { c.DiscoveryAddress = "istiod" }, `discovery_address: "istiod"`},
 		{"discovery bad port", func(c *Config) { c.DiscoveryAddress = "istiod:99999" }, `discovery_address: "istiod:99999"`},
 		{"ca bad host", func(c *Config) { c.CAAddress = "bad host:15012" }, `ca_address: "bad host:15012"`},
+		{"istiod san", func(c *Config) { c.IstiodSAN = "istiod/nomad" }, `istiod_san: "istiod/nomad"`},
 		{"trust domain", func(c *Config) { c.TrustDomain = "cluster local" }, `trust_domain: "cluster local"`},
 		{"cluster id newline", func(c *Config) { c.ClusterID = "a\nb" }, `cluster_id: "a\nb"`},
 		{"mesh id", func(c *Config) { c.MeshID = "mesh/1" }, `mesh_id: "mesh/1"`},

@@ -139,6 +139,10 @@ func (td testDriver) task(t *testing.T, netns, body string, env map[string]strin
 		t.Fatal(err)
 	}
 	writeRootCert(t, filepath.Join(cfg.TaskDir().SecretsDir, "root-cert.pem"))
+	// A token the tests' stand-in never presents to a CA: the start requires one to be there.
+	if err := os.WriteFile(filepath.Join(cfg.TaskDir().SecretsDir, "istio-token"), []byte("test-placeholder-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	return cfg
 }
 

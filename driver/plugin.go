@@ -53,6 +53,7 @@ func pluginConfigSpec(def Config) *hclspec.Spec {
 		"proxy_gid":               attr("proxy_gid", "number", hclspec.NewLiteral(strconv.Itoa(def.ProxyGID))),
 		"discovery_address":       attr("discovery_address", "string", str(def.DiscoveryAddress)),
 		"ca_address":              attr("ca_address", "string", nil),
+		"istiod_san":              attr("istiod_san", "string", str(def.IstiodSAN)),
 		"trust_domain":            attr("trust_domain", "string", str(def.TrustDomain)),
 		"cluster_id":              attr("cluster_id", "string", str(def.ClusterID)),
 		"mesh_id":                 attr("mesh_id", "string", nil),

@@ -197,14 +197,13 @@ func (d *Driver) prepare(cfg *drivers.TaskConfig, p *startPlan) ([]string, error
 	}
 	layout := proxy.Layout{Dir: taskDir, UID: s.ProxyUID, GID: s.ProxyGID, RootCert: rootCert}
 	if t.TokenPath != "" {
-		switch err := proxy.RestrictInTaskDir(taskDir, "token_path", t.TokenPath, s.ProxyUID, s.ProxyGID); {
-		case err == nil:
-			layout.TokenSource = t.TokenPath
-		case errors.Is(err, fs.ErrNotExist):
-			d.emit(cfg, "No bootstrap token at %s: the proxy cannot get a workload certificate from the CA", t.TokenPath)
-		default:
+		if err := requireToken(taskDir, t.TokenPath); err != nil {
 			return nil, err
 		}
+		if err := proxy.RestrictInTaskDir(taskDir, "token_path", t.TokenPath, s.ProxyUID, s.ProxyGID); err != nil {
+			return nil, err
+		}
+		layout.TokenSource = t.TokenPath
 	}
 	if err := layout.Prepare(); err != nil {
 		return nil, fmt.Errorf("laying out pilot-agent's working tree: %w", err)

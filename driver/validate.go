@@ -68,3 +68,18 @@ func positiveDuration(field, v string) (time.Duration, error) {
 	}
 	return d, nil
 }
+
+// checkIstiodSAN accepts what pilot-agent's ISTIOD_SAN does: a DNS name or an IP address; empty leaves it
+// unset, so the discovery address's host is checked.
+func checkIstiodSAN(v string) error {
+	if v == "" {
+		return nil
+	}
+	if net.ParseIP(v) != nil {
+		return nil
+	}
+	if !dnsName.MatchString(v) {
+		return fmt.Errorf("istiod_san: %q must be a DNS name or an IP address, such as istiod.service.nomad", v)
+	}
+	return nil
+}

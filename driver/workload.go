@@ -47,6 +47,7 @@ func proxyEnvironment(cfg *drivers.TaskConfig, s *settings, t *taskSettings, mod
 	}, proxy.Mesh{
 		TrustDomain: s.TrustDomain,
 		CAAddress:   ca,
+		IstiodSAN:   s.IstiodSAN,
 		ClusterID:   s.ClusterID,
 		MeshID:      s.MeshID,
 		Network:     s.Network,

@@ -28,10 +28,11 @@ const (
 	// The example jobspecs, which the scenarios run as users would.
 	bridgeExample = "bridge-mode.nomad.hcl"
 	hostExample   = "host-mode.nomad.hcl"
-	// Task names in the examples.
-	proxyTask  = "istio-proxy"
-	clientTask = "client"
-	serverTask = "server"
+	// The examples' meshed group, and its task names.
+	exampleGroup = "app"
+	proxyTask    = "istio-proxy"
+	clientTask   = "client"
+	serverTask   = "server"
 
 	// bridgeGateway is the host's address on Nomad's bridge (bridge_network_subnet 172.26.64.0/20): outside
 	// every group, inside nothing but this host, so a scenario's outbound call never leaves the machine.
@@ -83,11 +84,12 @@ func meshAgent(t *testing.T) *harness.Agent {
 	return agent
 }
 
-// putMeshSecrets writes the job's Nomad Variable that the examples' templates read: a fresh root certificate and
-// a placeholder bootstrap token (no istiod runs in the tests; pilot-agent retries the CA in the background).
+// putMeshSecrets writes the group Variable that the examples' templates read, as the controller would: a fresh
+// root certificate and a placeholder bootstrap token (no istiod runs in these tests; pilot-agent retries the CA
+// in the background).
 func putMeshSecrets(t *testing.T, agent *harness.Agent, jobID string) {
 	t.Helper()
-	agent.PutVariable(t, "nomad/jobs/"+jobID, map[string]string{
+	agent.PutVariable(t, "nomad/jobs/"+jobID+"/"+exampleGroup, map[string]string{
 		"root_cert":   rootCertPEM(t),
 		"istio_token": "e2e-placeholder-token",
 	})

@@ -3,14 +3,16 @@
 # there. The rules exist only in the group's namespace: the host's traffic, and every other group's, is untouched,
 # so any number of bridge-mode meshed groups can share a node.
 #
-# Before the first run, put the mesh's root certificate and the workload's bootstrap token into the job's Nomad
-# Variable, which this job's tasks may read with their workload identity (Nomad 1.6):
-#
-#   nomad var put nomad/jobs/meshed-app-bridge root_cert=@root-cert.pem istio_token=@istio-token
-#
-# They are what `istioctl x workload entry configure` writes for a VM (root-cert.pem and istio-token). Then:
+# The group's identity (mesh root certificate, bootstrap token, istiod's address) is the Nomad Variable
+# nomad/jobs/meshed-app-bridge/app, which the istio-sidecar-controller writes once the job is registered and
+# which only this group's tasks may read with their workload identity (example/control-plane.md). Then:
 #
 #   nomad job run -var testapp_path=/usr/local/bin/testapp example/bridge-mode.nomad.hcl
+#
+# Without the controller, write it yourself (what `istioctl x workload entry configure` makes for a VM):
+#
+#   nomad var put nomad/jobs/meshed-app-bridge/app root_cert=@root-cert.pem istio_token=@istio-token \
+#     discovery_address=10.0.0.5:15012
 #
 # The e2e suite runs this file as it is, with its own values for the variables below.
 
@@ -109,25 +111,48 @@ job "meshed-app-bridge" {
         sidecar = true
       }
 
-      # The mesh root certificate (ISTIO's root-cert.pem, verifies istiod and peers) and the bootstrap token
-      # that proves the workload's identity to the CA. Both come from the job's Nomad Variable; the driver
-      # reads secrets/root-cert.pem and secrets/istio-token unless root_cert_path and token_path say otherwise.
+      # The group's identity, from its Nomad Variable nomad/jobs/<job>/<group>: written only by the
+      # istio-sidecar-controller (example/control-plane.md), readable only by this group's tasks. Until it exists
+      # the templates block, so the proxy does not start. The mesh root certificate (verifies istiod and peers):
       template {
         destination = "secrets/root-cert.pem"
         perms       = "0400"
         change_mode = "restart"
         data        = <<-EOT
-          {{- with nomadVar (printf "nomad/jobs/%s" (env "NOMAD_JOB_ID")) }}{{ .root_cert }}{{ end }}
+          {{- with nomadVar (printf "nomad/jobs/%s/%s" (env "NOMAD_JOB_ID") (env "NOMAD_GROUP_NAME")) }}{{ .root_cert }}{{ end }}
         EOT
       }
 
+      # The bootstrap token (TokenRequest JWT, audience istio-ca) that proves the group's identity to istiod's CA.
+      # A rotated token is re-read by pilot-agent on its next certificate request: no restart needed.
       template {
         destination = "secrets/istio-token"
         perms       = "0400"
-        # A rotated token is re-read by pilot-agent on its next certificate request: no restart needed.
         change_mode = "noop"
         data        = <<-EOT
-          {{- with nomadVar (printf "nomad/jobs/%s" (env "NOMAD_JOB_ID")) }}{{ .istio_token }}{{ end }}
+          {{- with nomadVar (printf "nomad/jobs/%s/%s" (env "NOMAD_JOB_ID") (env "NOMAD_GROUP_NAME")) }}{{ .istio_token }}{{ end }}
+        EOT
+      }
+
+      # Why the controller gave this group no token (its namespace policy): the driver then fails the start and
+      # quotes it, in the task's events.
+      template {
+        destination = "secrets/istio-refused"
+        perms       = "0400"
+        change_mode = "noop"
+        data        = <<-EOT
+          {{- with nomadVar (printf "nomad/jobs/%s/%s" (env "NOMAD_JOB_ID") (env "NOMAD_GROUP_NAME")) }}{{ .refused }}{{ end }}
+        EOT
+      }
+
+      # istiod's address, from its Nomad service in istio-system. A template cannot read another namespace's
+      # services (Nomad 1.6), so the controller copies it into the Variable; empty: the plugin's discovery_address.
+      template {
+        destination = "secrets/istiod.env"
+        env         = true
+        change_mode = "restart"
+        data        = <<-EOT
+          {{- with nomadVar (printf "nomad/jobs/%s/%s" (env "NOMAD_JOB_ID") (env "NOMAD_GROUP_NAME")) }}ISTIOD_ADDR={{ .discovery_address }}{{ end }}
         EOT
       }
 
@@ -158,8 +183,9 @@ job "meshed-app-bridge" {
         # exclude_outbound_ip_ranges = ["169.254.169.254/32"] # e.g. a cloud metadata service
         # dns_capture                = true                    # resolve mesh names through pilot-agent's DNS proxy
 
-        # The control plane defaults come from the client's plugin config; a job may override them.
-        # discovery_address = "istiod.istio-system.svc:15012"
+        # istiod's address as the controller found it (above); the rest of the control plane's settings come from
+        # the client's plugin config.
+        discovery_address = "${ISTIOD_ADDR}"
         # proxy_config = <<-EOT
         #   tracing:
         #     sampling: 10

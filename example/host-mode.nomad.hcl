@@ -10,10 +10,9 @@
 #     nor loopback, nor the proxy's own traffic.
 #   * Prefer bridge mode (bridge-mode.nomad.hcl) wherever the app does not need the host's network.
 #
-# Before the first run, put the mesh's root certificate and the workload's bootstrap token into the job's Nomad
-# Variable (see bridge-mode.nomad.hcl):
+# The group's identity is the Nomad Variable nomad/jobs/meshed-app-host/app, written by the
+# istio-sidecar-controller (see bridge-mode.nomad.hcl and example/control-plane.md):
 #
-#   nomad var put nomad/jobs/meshed-app-host root_cert=@root-cert.pem istio_token=@istio-token
 #   nomad job run -var testapp_path=/usr/local/bin/testapp example/host-mode.nomad.hcl
 #
 # The e2e suite runs this file as it is, with its own values for the variables below.
@@ -124,21 +123,48 @@ job "meshed-app-host" {
         sidecar = true
       }
 
+      # The group's identity, from its Nomad Variable nomad/jobs/<job>/<group>: written only by the
+      # istio-sidecar-controller (example/control-plane.md), readable only by this group's tasks. Until it exists
+      # the templates block, so the proxy does not start. The mesh root certificate (verifies istiod and peers):
       template {
         destination = "secrets/root-cert.pem"
         perms       = "0400"
         change_mode = "restart"
         data        = <<-EOT
-          {{- with nomadVar (printf "nomad/jobs/%s" (env "NOMAD_JOB_ID")) }}{{ .root_cert }}{{ end }}
+          {{- with nomadVar (printf "nomad/jobs/%s/%s" (env "NOMAD_JOB_ID") (env "NOMAD_GROUP_NAME")) }}{{ .root_cert }}{{ end }}
         EOT
       }
 
+      # The bootstrap token (TokenRequest JWT, audience istio-ca) that proves the group's identity to istiod's CA.
+      # A rotated token is re-read by pilot-agent on its next certificate request: no restart needed.
       template {
         destination = "secrets/istio-token"
         perms       = "0400"
         change_mode = "noop"
         data        = <<-EOT
-          {{- with nomadVar (printf "nomad/jobs/%s" (env "NOMAD_JOB_ID")) }}{{ .istio_token }}{{ end }}
+          {{- with nomadVar (printf "nomad/jobs/%s/%s" (env "NOMAD_JOB_ID") (env "NOMAD_GROUP_NAME")) }}{{ .istio_token }}{{ end }}
+        EOT
+      }
+
+      # Why the controller gave this group no token (its namespace policy): the driver then fails the start and
+      # quotes it, in the task's events.
+      template {
+        destination = "secrets/istio-refused"
+        perms       = "0400"
+        change_mode = "noop"
+        data        = <<-EOT
+          {{- with nomadVar (printf "nomad/jobs/%s/%s" (env "NOMAD_JOB_ID") (env "NOMAD_GROUP_NAME")) }}{{ .refused }}{{ end }}
+        EOT
+      }
+
+      # istiod's address, from its Nomad service in istio-system. A template cannot read another namespace's
+      # services (Nomad 1.6), so the controller copies it into the Variable; empty: the plugin's discovery_address.
+      template {
+        destination = "secrets/istiod.env"
+        env         = true
+        change_mode = "restart"
+        data        = <<-EOT
+          {{- with nomadVar (printf "nomad/jobs/%s/%s" (env "NOMAD_JOB_ID") (env "NOMAD_GROUP_NAME")) }}ISTIOD_ADDR={{ .discovery_address }}{{ end }}
         EOT
       }
 
@@ -154,6 +180,8 @@ job "meshed-app-host" {
           version = "v1"
         }
         # instance_ip     = "192.0.2.10" # the address peers reach this host at; default: the first port's host IP
+        # istiod's address as the controller found it (above).
+        discovery_address = "${ISTIOD_ADDR}"
 
         log_level      = var.log_level
         drain_duration = var.drain_duration

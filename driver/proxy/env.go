@@ -25,9 +25,12 @@ type Workload struct {
 type Mesh struct {
 	TrustDomain string // TRUST_DOMAIN
 	CAAddress   string // CA_ADDR; empty means the discovery address, pilot-agent's own default
-	ClusterID   string // ISTIO_META_CLUSTER_ID
-	MeshID      string // ISTIO_META_MESH_ID
-	Network     string // ISTIO_META_NETWORK
+	// IstiodSAN is ISTIOD_SAN: the name istiod's certificate is checked for on the xDS connection, and on the
+	// CA's only while CA_ADDR is unset (pilot-agent's options/security.go). Empty: the address's host.
+	IstiodSAN string
+	ClusterID string // ISTIO_META_CLUSTER_ID
+	MeshID    string // ISTIO_META_MESH_ID
+	Network   string // ISTIO_META_NETWORK
 }
 
 // NomadMeta is where the workload runs, exported as ISTIO_META_NOMAD_* so that it appears in the proxy's node
@@ -69,6 +72,7 @@ func Environment(w Workload, m Mesh, n NomadMeta, proxyConfig string) (map[strin
 		"ISTIO_META_INTERCEPTION_MODE": w.InterceptionMode,
 		"TRUST_DOMAIN":                 m.TrustDomain,
 		"CA_ADDR":                      m.CAAddress,
+		"ISTIOD_SAN":                   m.IstiodSAN,
 		"ISTIO_META_CLUSTER_ID":        m.ClusterID,
 		"ISTIO_META_MESH_ID":           m.MeshID,
 		"ISTIO_META_NETWORK":           m.Network,

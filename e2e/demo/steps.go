@@ -161,7 +161,8 @@ func (d *demo) storeRootCert() {
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
-	path := "nomad/jobs/" + d.meshJob
+	// The group's Variable, which the controller writes when a control plane runs.
+	path := "nomad/jobs/" + d.meshJob + "/" + *job.TaskGroups[0].Name
 	// With no istiod in this demo the token is never presented; the example's template reads both keys.
 	d.agent.PutVariable(t, path, map[string]string{"root_cert": string(cert), "istio_token": "no-istiod-in-this-demo"})
 	say("made by internal/testenv; stored at %s (keys root_cert, istio_token)", path)

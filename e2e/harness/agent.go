@@ -42,6 +42,8 @@ type Agent struct {
 	Client *api.Client
 	// NodeID is the client node's ID, known once Start returns.
 	NodeID string
+	// ManagementToken is the ACL bootstrap token's secret (Options.ACL), "" without ACLs.
+	ManagementToken string
 
 	t     T
 	opts  Options
@@ -88,6 +90,9 @@ func Start(t T, opts Options) *Agent {
 		a.hostRules = SnapshotRules(t, "")
 	}
 	a.startListening(t)
+	if opts.ACL {
+		a.bootstrapACL(t)
+	}
 	a.WaitNodeReady(t)
 	return a
 }
@@ -202,6 +207,9 @@ func (a *Agent) launch() error {
 	client, err := api.NewClient(&api.Config{Address: a.Addr, TLSConfig: &api.TLSConfig{}})
 	if err != nil {
 		return fmt.Errorf("API client for %s: %w", a.Addr, err)
+	}
+	if a.ManagementToken != "" {
+		client.SetSecretID(a.ManagementToken)
 	}
 	a.Client = client
 	return nil

@@ -195,3 +195,32 @@ func lastLine(b []byte) string {
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 	return lines[len(lines)-1]
 }
+
+// XDSStandinBin returns ISTIO_SIDECAR_ENVOY_XDS, or else bin/standin-envoy-xds: the stand-in as it is by default,
+// taking its listeners, clusters and certificates from istiod through pilot-agent (`make standin`).
+func XDSStandinBin(t T) string {
+	t.Helper()
+	return existingBin(t, "ISTIO_SIDECAR_ENVOY_XDS", "bin/standin-envoy-xds", "build it with make standin")
+}
+
+// ControllerBin returns ISTIO_SIDECAR_CONTROLLER, or else bin/istio-sidecar-controller (`make build`).
+func ControllerBin(t T) string {
+	t.Helper()
+	return existingBin(t, "ISTIO_SIDECAR_CONTROLLER", "bin/istio-sidecar-controller", "build it with make build")
+}
+
+// ControlPlaneBins are the control plane's binaries: the environment's (the Makefile's CONTROL_PLANE_ENV), else
+// what the builders print, building them if they must.
+type ControlPlaneBins struct {
+	Etcd, KubeAPIServer, PilotDiscovery string
+}
+
+// ControlPlaneBinaries returns them for the test.
+func ControlPlaneBinaries(t T) ControlPlaneBins {
+	t.Helper()
+	return ControlPlaneBins{
+		Etcd:           fromEnvOrBuilder(t, "ISTIO_SIDECAR_ETCD", "build/etcd.sh"),
+		KubeAPIServer:  fromEnvOrBuilder(t, "ISTIO_SIDECAR_KUBE_APISERVER", "build/kube-apiserver.sh"),
+		PilotDiscovery: fromEnvOrBuilder(t, "ISTIO_SIDECAR_ISTIOD", "build/istiod.sh"),
+	}
+}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/hashicorp/nomad/api"
 )
 
 const (
@@ -53,20 +55,22 @@ func (a *Agent) shutdown() {
 	a.removeDir(t)
 }
 
-// stopAllJobs deregisters every job and waits, under one deadline, until all their allocations are terminal.
+// stopAllJobs deregisters every job, in every namespace, and waits, under one deadline, until all their
+// allocations are terminal.
 func (a *Agent) stopAllJobs() error {
-	if stubs, _, err := a.Client.Allocations().List(nil); err == nil {
+	all := &api.QueryOptions{Namespace: api.AllNamespacesNamespace}
+	if stubs, _, err := a.Client.Allocations().List(all); err == nil {
 		for _, s := range stubs {
 			a.noteAlloc(s.ID)
 		}
 	}
-	jobs, _, err := a.Client.Jobs().List(nil)
+	jobs, _, err := a.Client.Jobs().List(all)
 	if err != nil {
 		return fmt.Errorf("listing jobs: %w", err)
 	}
 	var errs []error
 	for _, j := range jobs {
-		if _, _, err := a.Client.Jobs().Deregister(j.ID, false, nil); err != nil {
+		if _, _, err := a.Client.Jobs().Deregister(j.ID, false, &api.WriteOptions{Namespace: j.Namespace}); err != nil {
 			errs = append(errs, fmt.Errorf("stopping job %s: %w", j.ID, err))
 		} else {
 			a.t.Logf("stopped job %s", j.ID)
@@ -74,7 +78,7 @@ func (a *Agent) stopAllJobs() error {
 	}
 	deadline := time.Now().Add(cleanupJobsTimeout)
 	for _, j := range jobs {
-		if err := a.waitAllocsTerminal(j.ID, time.Until(deadline)); err != nil {
+		if err := a.waitAllocsTerminalIn(j.Namespace, j.ID, time.Until(deadline)); err != nil {
 			errs = append(errs, err)
 		}
 	}

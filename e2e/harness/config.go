@@ -44,6 +44,11 @@ type Options struct {
 	CheckHostRules bool
 	// FailureLogLines is how much of the end of the agent's log a failure shows; 0 means 2000 lines.
 	FailureLogLines int
+	// ACL turns Nomad's ACLs on; Start bootstraps them and the agent's Client carries the management token
+	// (Agent.ManagementToken).
+	ACL bool
+	// ExtraHCL is added verbatim at the top level of the agent's config (host volumes go in ClientHCL).
+	ExtraHCL string
 }
 
 // agentConfig renders the agent's configuration file. It is a dev-like single node (server and client in one
@@ -73,6 +78,10 @@ func (a *Agent) agentConfig() (string, error) {
 	// No Consul runs in the test: keep the agent from advertising to or joining through one.
 	b.WriteString("consul {\n  auto_advertise = false\n  server_auto_join = false\n  client_auto_join = false\n}\n")
 	b.WriteString("plugin \"raw_exec\" {\n  config {\n    enabled = true\n  }\n}\n")
+	if a.opts.ACL {
+		b.WriteString(aclHCL)
+	}
+	b.WriteString(a.opts.ExtraHCL)
 	if a.opts.PluginBin != "" {
 		body, err := hclBody(a.opts.PluginConfig)
 		if err != nil {

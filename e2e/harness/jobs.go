@@ -147,8 +147,13 @@ func (a *Agent) WaitAllocsTerminal(t T, jobID string) {
 }
 
 func (a *Agent) waitAllocsTerminal(jobID string, timeout time.Duration) error {
+	return a.waitAllocsTerminalIn("", jobID, timeout)
+}
+
+// waitAllocsTerminalIn is waitAllocsTerminal for a job in namespace ns ("" is the client's, default).
+func (a *Agent) waitAllocsTerminalIn(ns, jobID string, timeout time.Duration) error {
 	return poll(timeout, pollInterval, a.exitedErr, "allocations of job "+jobID+" terminal", func() (bool, string) {
-		stubs, _, err := a.Client.Jobs().Allocations(jobID, true, nil)
+		stubs, _, err := a.Client.Jobs().Allocations(jobID, true, &api.QueryOptions{Namespace: ns})
 		if err != nil {
 			return false, err.Error()
 		}

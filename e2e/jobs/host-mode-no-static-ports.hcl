@@ -41,11 +41,13 @@ job "host-mode-no-static-ports" {
         destination = "secrets/root-cert.pem"
         perms       = "0400"
         data        = <<-EOT
-          {{- with nomadVar (printf "nomad/jobs/%s" (env "NOMAD_JOB_ID")) }}{{ .root_cert }}{{ end }}
+          {{- with nomadVar (printf "nomad/jobs/%s/%s" (env "NOMAD_JOB_ID") (env "NOMAD_GROUP_NAME")) }}{{ .root_cert }}{{ end }}
         EOT
       }
 
       config {
+        # No istiod in this test: no bootstrap token, so no workload certificate (the start requires one otherwise).
+        token_path = ""
         # Would be safe if it ever got installed: nothing uses this range.
         include_outbound_ip_ranges = ["10.214.0.0/24"]
         include_inbound_ports      = ["${NOMAD_PORT_http}"]

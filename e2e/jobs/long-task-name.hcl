@@ -36,11 +36,13 @@ job "long-task-name" {
         destination = "secrets/root-cert.pem"
         perms       = "0400"
         data        = <<-EOT
-          {{- with nomadVar (printf "nomad/jobs/%s" (env "NOMAD_JOB_ID")) }}{{ .root_cert }}{{ end }}
+          {{- with nomadVar (printf "nomad/jobs/%s/%s" (env "NOMAD_JOB_ID") (env "NOMAD_GROUP_NAME")) }}{{ .root_cert }}{{ end }}
         EOT
       }
 
       config {
+        # No istiod in this test: no bootstrap token, so no workload certificate (the start requires one otherwise).
+        token_path = ""
         canonical_service = "payments-api"
       }
 

@@ -15,7 +15,10 @@ job "pilot-agent-missing" {
       }
 
       # Never reaches the plugin: the job is not placed.
-      config {}
+      config {
+        # No istiod in this test: no bootstrap token, so no workload certificate (the start requires one otherwise).
+        token_path = ""
+      }
 
       resources {
         cpu    = 100

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 
@@ -61,14 +60,12 @@ func xdsConfig(b *bootstrap) (xds.Config, error) {
 	for _, g := range ads.GetGrpcServices() {
 		cluster = g.GetEnvoyGrpc().GetClusterName()
 	}
+	// Kept as given, relative to the working directory as Envoy has them: pilot-agent's are relative to the
+	// task directory, and made absolute they can exceed a socket address's 107 bytes (sun_path).
 	for name, path := range b.pipes {
-		abs, err := filepath.Abs(path)
-		if err != nil {
-			return xds.Config{}, fmt.Errorf("static cluster %s pipe %q: %w", name, path, err)
-		}
-		cfg.SDSPaths[name] = abs
+		cfg.SDSPaths[name] = path
 		if name == cluster {
-			cfg.ADSPath = abs
+			cfg.ADSPath = path
 		}
 	}
 	if cfg.ADSPath == "" {

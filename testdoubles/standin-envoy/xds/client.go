@@ -90,7 +90,8 @@ func Start(ctx context.Context, cfg Config) (*Client, error) {
 
 // dialUnix makes a client for a unix socket; it connects lazily and again after every failure.
 func dialUnix(path string) (*grpc.ClientConn, error) {
-	return grpc.NewClient("unix://"+path, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	// gRPC's unix:PATH is relative to the working directory, unix://PATH absolute.
+	return grpc.NewClient("unix:"+path, grpc.WithTransportCredentials(insecure.NewCredentials()))
 }
 
 func (c *Client) log(kind string, fields map[string]any) {
