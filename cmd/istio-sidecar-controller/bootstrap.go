@@ -46,6 +46,8 @@ func cmdBootstrap(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&apiIPs, "apiserver-address", "IP,... the API server is dialled at, in its serving certificate beside 127.0.0.1 (unset: keep the certificate's)")
 	fs.Var(&etcdIPs, "etcd-address", "IP,... of the etcd members, in etcd's server certificate beside 127.0.0.1 (unset: keep the certificate's)")
 	fs.StringVar(&cfg.TrustDomain, "trust-domain", "cluster.local", "the mesh's trust domain (istiod's trustDomain)")
+	fs.BoolVar(&cfg.AllowNoACLs, "insecure-no-acls", false, "run against an agent without ACLs, whose jobs can all read the keys written (a throwaway dev agent)")
+	fs.BoolVar(&cfg.ReplacePKI, "replace-pki", false, "replace the trust anchors the Variables hold with -dir's: everything issued under the old ones stops verifying")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}

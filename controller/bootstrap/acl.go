@@ -14,10 +14,11 @@ const ControllerPolicyName = "istio-sidecar-controller"
 
 // ControllerPolicy is the least the controller needs, checked against Nomad v1.6.3's acl package:
 //
-//   - read-job (with list-jobs) in every namespace: the Job and Allocation topics of the event stream and blocking
-//     queries on jobs and allocations; nothing that submits, stops or execs.
-//   - read, list, write and destroy on Variables under nomad/jobs/* in every namespace: each group's
-//     nomad/jobs/<job>/<group>, written and removed by the controller.
+//   - read-job (with list-jobs) in every namespace: listing jobs and reading them, and the Job and Evaluation
+//     topics of the event stream; nothing that submits, stops or execs.
+//   - read, list, write and destroy on Variables under nomad/jobs/*/* in every namespace: each group's
+//     nomad/jobs/<job>/<group>, written and removed by the controller. Not nomad/jobs/<job>, where teams keep
+//     their jobs' own secrets; a task-level nomad/jobs/<job>/<group>/<task> it can reach, and never writes.
 //   - nothing in istio-system: an exact namespace rule wins over the "*" glob for namespace capabilities, and a
 //     Variable's rule is the closest match of "<namespace>\x00<path>" against every rule's pattern, so
 //     "istio-system" + "nomad/jobs/*" (and "*") beats "*" + "nomad/jobs/*" there: the control plane's keys cannot
@@ -25,7 +26,7 @@ const ControllerPolicyName = "istio-sidecar-controller"
 const ControllerPolicy = `namespace "*" {
   capabilities = ["list-jobs", "read-job"]
   variables {
-    path "nomad/jobs/*" {
+    path "nomad/jobs/*/*" {
       capabilities = ["read", "list", "write", "destroy"]
     }
   }

@@ -34,6 +34,13 @@ type Config struct {
 	Wait time.Duration
 	// Nomad is a client with a management token.
 	Nomad *api.Client
+	// AllowNoACLs lets a run on an agent without ACLs write the keys into Variables that every job can then
+	// read: a throwaway dev agent only.
+	AllowNoACLs bool
+	// ReplacePKI lets a run replace trust anchors that the Variables already hold with -dir's (a new mesh
+	// root, API server CA, service-account key or etcd CA): everything issued under the old ones stops
+	// verifying. Without it a differing anchor is refused, as a wrong -dir most likely made it.
+	ReplacePKI bool
 	// Out gets one line per step.
 	Out io.Writer
 }
@@ -124,16 +131,20 @@ func (b *run) validate() error {
 	return nil
 }
 
-// nomadSide is the namespace, the controller's policy and token, and the Variables.
+// nomadSide is the controller's policy and token, the namespace, and the Variables, whose trust anchors are
+// compared with -dir's before any is written.
 func (b *run) nomadSide() error {
-	if err := b.ensureNamespace(); err != nil {
-		return err
-	}
 	token, err := b.controllerToken()
 	if err != nil {
 		return err
 	}
+	if err := b.ensureNamespace(); err != nil {
+		return err
+	}
 	vars := variables(b.pki, token)
+	if err := b.checkAnchors(vars); err != nil {
+		return err
+	}
 	for _, path := range []string{EtcdVariable, APIServerVariable, IstiodVariable, ControllerVariable} {
 		if err := b.putVariable(path, vars[path]); err != nil {
 			return err
@@ -146,8 +157,13 @@ func (b *run) nomadSide() error {
 func (b *run) controllerToken() (string, error) {
 	err := b.ensurePolicy()
 	if errors.Is(err, errACLDisabled) {
-		b.logf("nomad: ACLs are disabled on this agent: no policy or token for the controller (nomad_token empty). " +
-			"Without ACLs every job's templates can read every Variable, the control plane's keys included")
+		if !b.cfg.AllowNoACLs {
+			return "", errors.New("nomad: ACLs are disabled on this agent: every job's templates could read every " +
+				"Variable, the control plane's keys included. Enable ACLs (acl { enabled = true }, nomad acl bootstrap), " +
+				"or pass -insecure-no-acls on a throwaway dev agent")
+		}
+		b.logf("nomad: ACLs are disabled on this agent (-insecure-no-acls): no policy or token for the controller " +
+			"(nomad_token empty); every job's templates can read every Variable, the control plane's keys included")
 		return "", nil
 	}
 	if err != nil {

@@ -99,6 +99,16 @@ func TestBootstrap(t *testing.T) {
 	if strings.Contains(log.String(), " written") || strings.Contains(log.String(), " created") {
 		t.Errorf("a run with nothing to do wrote:\n%s", log.String())
 	}
+
+	// The wrong (here: an empty) directory makes a new PKI, which must not replace the running one's anchors.
+	wrong := cfg
+	wrong.Dir = t.TempDir()
+	if _, err := bootstrap.Run(ctx, wrong); err == nil || !strings.Contains(err.Error(), "-replace-pki") {
+		t.Fatalf("a run with another -dir: %v, want a refusal naming -replace-pki", err)
+	}
+	if after := snapshot(t, ctx, nomad, dir); after != before {
+		t.Errorf("a refused run with another -dir changed something:\nbefore %s\nafter  %s", before, after)
+	}
 }
 
 // checkVariables: each Variable holds what the jobs' templates read, and the mesh root's key is in none.
@@ -355,13 +365,22 @@ func snapshot(t *testing.T, ctx context.Context, nomad *api.Client, dir string) 
 	return b.String()
 }
 
-// TestBootstrapWithoutACLs: an agent without ACLs gets the Variables and no policy or token, and is told why
-// that is unsafe.
+// TestBootstrapWithoutACLs: an agent without ACLs, where every job could read the keys, is refused and gets no
+// Variable; with -insecure-no-acls it gets the Variables and no policy or token, and is told why that is unsafe.
 func TestBootstrapWithoutACLs(t *testing.T) {
 	bins := controlplane.BinariesFromEnv(t)
 	nomad := devAgent(t, false)
 	var log bytes.Buffer
 	cfg := bootstrap.Config{Dir: t.TempDir(), CRDs: bins.CRDs, TrustDomain: "cluster.local", Nomad: nomad, Out: &log}
+	if _, err := bootstrap.Run(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "-insecure-no-acls") {
+		t.Fatalf("bootstrap without ACLs: %v, want a refusal naming -insecure-no-acls", err)
+	}
+	for _, path := range []string{bootstrap.EtcdVariable, bootstrap.APIServerVariable, bootstrap.IstiodVariable, bootstrap.ControllerVariable} {
+		if v, _, err := nomad.Variables().Peek(path, systemQ); err != nil || v != nil {
+			t.Errorf("a refused run left Variable %s (%v)", path, err)
+		}
+	}
+	cfg.AllowNoACLs = true
 	out, err := bootstrap.Run(context.Background(), cfg)
 	if err != nil || out.Pending == "" {
 		t.Fatalf("%+v, %v\n%s", out, err, log.String())
