@@ -73,6 +73,11 @@ func cmdBootstrap(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "bootstrap: %v\n", err)
 		return exitFailed
 	}
+	if out.Pending != "" && cfg.Wait > 0 {
+		// Asked to wait, a script must be able to tell it is not done.
+		fmt.Fprintf(stderr, "bootstrap: not finished after -wait %s: %s\n", cfg.Wait, out.Pending)
+		return exitFailed
+	}
 	if out.Pending != "" {
 		fmt.Fprintf(stdout, "pending: %s\n", out.Pending)
 		return exitOK
