@@ -153,4 +153,3 @@ func Name(job, group, allocID string) string {
 func host(svc *service, domain string) string {
 	return svc.name + "." + svc.namespace + ".svc." + domain
 }
-
