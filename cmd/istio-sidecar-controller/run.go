@@ -59,6 +59,10 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "run: unexpected argument %q\n", fs.Arg(0))
 		return exitUsage
 	}
+	if err := f.reg.check(); err != nil {
+		fmt.Fprintf(stderr, "run: %v\n", err)
+		return exitUsage
+	}
 	cfg, err := f.config(stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "run: %v\n", err)
