@@ -85,8 +85,8 @@ unit: setup build standin ## Unit and integration tests (real pilot-agent, Nomad
 	ISTIO_SIDECAR_ENVOY=$(ISTIO_SIDECAR_ENVOY) ISTIO_SIDECAR_REQUIRE_INTEGRATION=1 go test -race -count=1 -timeout 15m ./...
 
 .PHONY: e2e
-e2e: setup build standin ## End-to-end scenarios on a real Nomad v1.6.3 agent
-	$(AGENT_ENV) ISTIO_SIDECAR_REQUIRE_INTEGRATION=1 go test -count=1 -timeout 20m -tags e2e ./e2e/
+e2e: setup build standin ## End-to-end scenarios on a real Nomad v1.6.3 agent (and, for registration, the control plane)
+	$(AGENT_ENV) $(CONTROL_PLANE_ENV) ISTIO_SIDECAR_REQUIRE_INTEGRATION=1 go test -count=1 -timeout 20m -tags e2e ./e2e/
 
 .PHONY: test
 test: check unit e2e ## Everything CI runs (as root, on a fresh Debian machine)

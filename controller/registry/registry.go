@@ -92,8 +92,10 @@ func (c *Controller) reconcile(ctx context.Context, full bool) {
 	defer cancel()
 	if full {
 		s, err := c.readAll(ctx)
-		if err != nil {
+		if err != nil && ctx.Err() == nil {
 			c.cfg.Log.Warn("reading Nomad's services; trying again", "error", err)
+		}
+		if err != nil {
 			return
 		}
 		c.state, c.read = s, true
@@ -103,7 +105,7 @@ func (c *Controller) reconcile(ctx context.Context, full bool) {
 	for _, w := range r.Warnings {
 		c.cfg.Log.Warn("registration", "problem", w)
 	}
-	if err := c.applier.Apply(ctx, r.Objects); err != nil {
+	if err := c.applier.Apply(ctx, r.Objects); err != nil && ctx.Err() == nil {
 		c.cfg.Log.Error("writing WorkloadEntries and ServiceEntries; trying again", "error", err)
 	}
 }
