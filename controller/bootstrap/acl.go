@@ -14,8 +14,10 @@ const ControllerPolicyName = "istio-sidecar-controller"
 
 // ControllerPolicy is the least the controller needs, checked against Nomad v1.6.3's acl package:
 //
-//   - read-job (with list-jobs) in every namespace: the Job and Allocation topics of the event stream and blocking
-//     queries on jobs and allocations; nothing that submits, stops or execs.
+//   - read-job (with list-jobs) in every namespace: the Job, Allocation, Evaluation and Service topics of the
+//     event stream, jobs and allocations, and for registration the service registrations (ServiceRegistration.List
+//     and GetService) and the allocations' check results (ClientAllocations.Checks); nothing that submits, stops
+//     or execs.
 //   - read, list, write and destroy on Variables under nomad/jobs/* in every namespace: each group's
 //     nomad/jobs/<job>/<group>, written and removed by the controller.
 //   - nothing in istio-system: an exact namespace rule wins over the "*" glob for namespace capabilities, and a
