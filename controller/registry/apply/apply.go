@@ -124,6 +124,11 @@ func (a *Applier) put(ctx context.Context, k string, o *unstructured.Unstructure
 	if have != nil && a.applied[k] == sum {
 		return nil
 	}
+	if have == nil {
+		if err := a.notSomeoneElses(ctx, k, o); err != nil {
+			return err
+		}
+	}
 	force := true
 	_, err = a.Dynamic.Resource(Resources[o.GetKind()]).Namespace(o.GetNamespace()).Patch(ctx, o.GetName(),
 		types.ApplyPatchType, body, metav1.PatchOptions{FieldManager: FieldManager, Force: &force})
@@ -132,6 +137,21 @@ func (a *Applier) put(ctx context.Context, k string, o *unstructured.Unstructure
 		return fmt.Errorf("applying %s: %w", k, err)
 	}
 	a.applied[k] = sum
+	return nil
+}
+
+// notSomeoneElses refuses to take over an object of the same name that the controller did not make: applying
+// with force would make its fields the controller's, and a later plan would delete it.
+func (a *Applier) notSomeoneElses(ctx context.Context, k string, o *unstructured.Unstructured) error {
+	got, err := a.Dynamic.Resource(Resources[o.GetKind()]).Namespace(o.GetNamespace()).Get(ctx, o.GetName(), metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil
+	case err != nil:
+		return fmt.Errorf("reading %s: %w", k, err)
+	case got.GetLabels()[plan.ManagedByLabel] != plan.ManagedBy:
+		return fmt.Errorf("%s exists without %s=%s: not the controller's, left alone", k, plan.ManagedByLabel, plan.ManagedBy)
+	}
 	return nil
 }
 
