@@ -85,3 +85,37 @@ func TestName(t *testing.T) {
 		}
 	}
 }
+
+func TestTwoServicesOneEntry(t *testing.T) {
+	s := scenario()
+	s.Services = append(s.Services[:1], reg("r5", "web-admin", "web", "aaaaaaaa-1111", "10.0.0.1", 25009, "protocol=grpc"))
+	got := kinds(Plan(s, Options{Domain: "cluster.local"}))
+	we := got["WorkloadEntry shop/web-frontend-aaaaaaaa"]
+	if we == nil {
+		t.Fatalf("no WorkloadEntry: %v", got)
+	}
+	spec := we.Object["spec"].(map[string]any)
+	ports, labels := spec["ports"].(map[string]any), spec["labels"].(map[string]any)
+	if ports["http-web"] != int64(25001) || ports["grpc-web-admin"] != int64(25009) {
+		t.Errorf("ports %v, want one per service", ports)
+	}
+	if labels[ServiceLabelPrefix+"web"] != "true" || labels[ServiceLabelPrefix+"web-admin"] != "true" {
+		t.Errorf("labels %v, want both services' selectors", labels)
+	}
+	if got["ServiceEntry shop/web-admin"] == nil {
+		t.Errorf("no ServiceEntry for the second service: %v", got)
+	}
+}
+
+func TestMeshedAndPlainUnderOneName(t *testing.T) {
+	s := scenario()
+	s.Services = append(s.Services[:1], reg("r6", "web", "db", "dddddddd-4444", "10.0.0.4", 5432))
+	r := Plan(s, Options{Domain: "cluster.local"})
+	se := kinds(r)["ServiceEntry shop/web"]
+	if se == nil || se.Object["spec"].(map[string]any)["endpoints"] != nil {
+		t.Fatalf("the meshed service lost its selector: %v", se)
+	}
+	if len(r.Warnings) != 1 || !strings.Contains(r.Warnings[0], "dddddddd-4444") {
+		t.Errorf("warnings %q, want one naming the plain allocation left out", r.Warnings)
+	}
+}
