@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -29,6 +30,8 @@ type runFlags struct {
 	kubeconfig, apiserver, apiserverCA, clientCert, clientKey, serverName string
 	nomadTokenFile, rootCert, namespacePolicy, logLevel                   string
 	tokenTTL, refreshBefore, resync                                       time.Duration
+	reg                                                                   registrationFlags
+	restConfig                                                            *rest.Config // made by config
 }
 
 func cmdRun(args []string, stdout, stderr io.Writer) int {
@@ -48,11 +51,16 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&f.refreshBefore, "refresh-before", 0, "replace a token this long before it expires (default a third of -token-ttl)")
 	fs.DurationVar(&f.resync, "resync", 5*time.Minute, "list everything again this often, beside the event stream")
 	fs.StringVar(&f.logLevel, "log-level", "info", "trace, debug, info, warn or error")
+	f.reg.add(fs)
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "run: unexpected argument %q\n", fs.Arg(0))
+		return exitUsage
+	}
+	if err := f.reg.check(); err != nil {
+		fmt.Fprintf(stderr, "run: %v\n", err)
 		return exitUsage
 	}
 	cfg, err := f.config(stderr)
@@ -65,10 +73,22 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "run: %v\n", err)
 		return exitUsage
 	}
+	reg, err := f.registration(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "run: %v\n", err)
+		return exitUsage
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	cfg.Log.Info("running", "nomad", cfg.Nomad.Address(), "token_ttl", cfg.TTL, "refresh_before", cfg.RefreshBefore)
+	cfg.Log.Info("running", "nomad", cfg.Nomad.Address(), "token_ttl", cfg.TTL, "refresh_before", cfg.RefreshBefore,
+		"registration", reg != nil)
+	var wg sync.WaitGroup
+	if reg != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); reg.Run(ctx) }()
+	}
 	c.Run(ctx)
+	wg.Wait()
 	cfg.Log.Info("stopped")
 	return exitOK
 }
@@ -116,6 +136,7 @@ func (f *runFlags) config(stderr io.Writer) (identity.Config, error) {
 	if err != nil {
 		return cfg, err
 	}
+	f.restConfig = rc
 	if cfg.Kube, err = kubernetes.NewForConfig(rc); err != nil {
 		return cfg, fmt.Errorf("API server client: %w", err)
 	}

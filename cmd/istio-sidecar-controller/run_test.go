@@ -35,6 +35,8 @@ func TestRunFlagErrorsNameTheFlag(t *testing.T) {
 		{[]string{"-root-cert", root, "-kubeconfig", "/nonexistent"}, `-kubeconfig "/nonexistent"`},
 		{[]string{"-root-cert", root, "-kubeconfig", "k", "-apiserver", "https://x"}, "one or the other"},
 		{[]string{"-root-cert", root, "-nomad-token-file", "/nonexistent"}, `-nomad-token-file "/nonexistent"`},
+		{[]string{"-root-cert", root, "-domain", ".cluster.local"}, `-domain ".cluster.local"`},
+		{[]string{"-root-cert", root, "-check-interval", "0s"}, "-check-interval 0s"},
 	} {
 		var stderr bytes.Buffer
 		if code := cmdRun(c.args, &bytes.Buffer{}, &stderr); code != exitUsage || !strings.Contains(stderr.String(), c.want) {

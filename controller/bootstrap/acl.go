@@ -14,8 +14,10 @@ const ControllerPolicyName = "istio-sidecar-controller"
 
 // ControllerPolicy is the least the controller needs, checked against Nomad v1.6.3's acl package:
 //
-//   - read-job (with list-jobs) in every namespace: listing jobs and reading them, and the Job and Evaluation
-//     topics of the event stream; nothing that submits, stops or execs.
+//   - read-job (with list-jobs) in every namespace: the Job, Allocation, Evaluation and Service topics of the
+//     event stream, jobs and allocations, and for registration the service registrations (ServiceRegistration.List
+//     and GetService) and the allocations' check results (ClientAllocations.Checks); nothing that submits, stops
+//     or execs.
 //   - read, list, write and destroy on Variables under nomad/jobs/*/* in every namespace: each group's
 //     nomad/jobs/<job>/<group>, written and removed by the controller. Not nomad/jobs/<job>, where teams keep
 //     their jobs' own secrets; a task-level nomad/jobs/<job>/<group>/<task> it can reach, and never writes.
