@@ -49,6 +49,8 @@ job "reg-web" {
       }
 
       config {
+        # Registration needs no identity: this scenario runs no controller identity side for the group.
+        token_path = ""
         labels = {
           version = "v1"
         }
