@@ -102,6 +102,9 @@ bench: setup build standin ## Benchmarks, printed with ratios against a baseline
 	go test -run '^$$' -bench . -benchtime 10x ./...
 	@# The node-level figures (start-up split, memory, 20 groups at once) on a real agent: one run of a few minutes.
 	$(AGENT_ENV) go test -count=1 -timeout 15m -tags e2e -run '^$$' -bench '^BenchmarkSidecar$$' -benchtime 1x ./e2e/
+	@# The control plane of example/control-plane.md on a real agent: start-up to istiod ready, memory, CSR latency.
+	$(AGENT_ENV) $(CONTROL_PLANE_E2E_ENV) go test -count=1 -timeout 20m -tags e2e -run '^$$' \
+		-bench '^BenchmarkControlPlane$$' -benchtime 1x ./e2e/
 	@# What each builder costs, warm and cold (about 15 minutes on 2 cores: every part built twice from nothing).
 	build/bench.sh
 

@@ -33,7 +33,7 @@ type guideBlock struct {
 }
 
 // guideBlocks reads the guide's ```sh blocks in order, without the one the harness does itself.
-func guideBlocks(t *testing.T) []guideBlock {
+func guideBlocks(t testing.TB) []guideBlock {
 	t.Helper()
 	root, err := harness.RepoRoot()
 	if err != nil {
@@ -77,7 +77,7 @@ func guideBlocks(t *testing.T) []guideBlock {
 // runGuideBlock runs one block as the operator would, from the repository root, in bash with errexit, after the
 // guide's settings block, and returns its output. env are the values of those settings and the agent's address
 // and management token.
-func runGuideBlock(t *testing.T, settings, b guideBlock, env []string) string {
+func runGuideBlock(t testing.TB, settings, b guideBlock, env []string) string {
 	t.Helper()
 	root, err := harness.RepoRoot()
 	if err != nil {

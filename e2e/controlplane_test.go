@@ -48,13 +48,14 @@ func TestControlPlane(t *testing.T) {
 	cp := startControlPlane(t)
 	t.Run("A_IdentityFromIstiod", cp.testIdentityFromIstiod)
 	t.Run("B_RefusedNamespaceSaysWhy", cp.testRefusedNamespace)
+	t.Run("D_Rotation", cp.testRotation)
 	t.Run("E_IstiodKilled", cp.testIstiodKilled)
 	t.Run("C_OtherJobCannotReadToken", cp.testOtherJobCannotReadToken)
 }
 
 // startControlPlane starts the agent as the guide's step 0 does and runs the guide's blocks up to the meshed
 // job; the last block (the identity) runs in proof A.
-func startControlPlane(t *testing.T) *controlPlane {
+func startControlPlane(t testing.TB) *controlPlane {
 	t.Helper()
 	harness.RequireBridgeNetworking(t)
 	bins := harness.ControlPlaneBinaries(t)
@@ -93,11 +94,13 @@ func startControlPlane(t *testing.T) *controlPlane {
 // controlPlaneOptions are the guide's agent (dev-agent.hcl: ACLs, raw_exec, etcd's host volume) with the plugin
 // pointed at this control plane, the stand-in Envoy that takes its listeners and certificates from istiod, and
 // the build cache inside exec's chroot, where etcd runs.
-func controlPlaneOptions(t *testing.T, nodeIP, etcdData, etcdBin string) harness.Options {
+func controlPlaneOptions(t testing.TB, nodeIP, etcdData, etcdBin string) harness.Options {
 	opts := pluginOptions(t)
 	opts.Name = "cp"
 	opts.ACL = true
 	opts.PluginConfig["envoy_path"] = harness.XDSStandinBin(t)
+	// Short-lived workload certificates, renewed every minute: what the rotation proof watches.
+	opts.PluginConfig["workload_cert_ttl"] = workloadCertTTL
 	// The fallback when a group's Variable carries no istiod address: this node, istiod's static port.
 	opts.PluginConfig["discovery_address"] = net.JoinHostPort(nodeIP, fmt.Sprint(istiodGRPCPort))
 	cache := filepath.Dir(etcdBin)
@@ -120,7 +123,7 @@ chroot_env {
 }
 
 // etcdDataDir is etcd's host volume, owned by the user it runs as (nobody), private to it.
-func etcdDataDir(t *testing.T) string {
+func etcdDataDir(t testing.TB) string {
 	dir := filepath.Join(t.TempDir(), "etcd")
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		t.Fatal(err)
@@ -137,7 +140,7 @@ func etcdDataDir(t *testing.T) string {
 
 // defaultRouteIP is the address of the default route's interface, which Nomad's client fingerprints and
 // advertises services on. A UDP "connection" sends nothing; it only picks the route.
-func defaultRouteIP(t *testing.T) string {
+func defaultRouteIP(t testing.TB) string {
 	t.Helper()
 	c, err := net.Dial("udp4", "203.0.113.1:9")
 	if err != nil {
