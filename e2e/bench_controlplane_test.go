@@ -61,7 +61,7 @@ func BenchmarkControlPlane(b *testing.B) {
 	csrMS, csrs := pilotAgentCSRLatency(b, cp.meshedAlloc.ID)
 
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(os.Stdout, "\nistio-sidecar control-plane bench: Nomad %s, the guide's jobs (%s)\n", harness.NomadVersion, guideFile)
+	fmt.Fprintf(os.Stdout, "\nistio-sidecar control-plane bench: Nomad %s, the guide's jobs (%s)\n", harness.NomadVersion, harness.GuideFile)
 	fmt.Fprintf(w, "etcd job registered → istiod /ready (s)\t%.1f\t\n", readyAt.Sub(etcdSubmit).Seconds())
 	fmt.Fprintf(w, "istiod job registered → istiod /ready (s)\t%.1f\t\n", readyAt.Sub(istiodSubmit).Seconds())
 	for _, name := range controlPlaneProcs {
@@ -162,7 +162,7 @@ func (cp *controlPlane) csrToCert(b *testing.B) time.Duration {
 			}
 			allocID = stubs[0].ID
 		}
-		if _, err := proxyCertChain(allocID); err != nil {
+		if _, err := harness.ProxyCertChain(allocID); err != nil {
 			return false, err.Error()
 		}
 		got = time.Now()

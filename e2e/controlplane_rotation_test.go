@@ -23,8 +23,8 @@ const (
 
 // controllerRun is the guide's controller step, with extra job variables: the rotation proof re-runs the
 // controller job as an operator would to shorten its refresh, and restores it afterwards.
-func controllerRun(extraVars string) guideBlock {
-	return guideBlock{line: 0, body: `nomad job run -namespace istio-system -var driver="$DRIVER" ` +
+func controllerRun(extraVars string) harness.GuideBlock {
+	return harness.GuideBlock{Body: `nomad job run -namespace istio-system -var driver="$DRIVER" ` +
 		`-var controller_command="$CONTROLLER" -var nomad_addr="$NOMAD_ADDR" ` + extraVars +
 		` example/control-plane/controller.nomad.hcl` + "\n"}
 }
@@ -41,8 +41,8 @@ func (cp *controlPlane) testRotation(t *testing.T) {
 	tokenFile := filepath.Join(cp.agent.AllocDir(alloc), proxyTask, "secrets", "istio-token")
 	token0 := cp.groupToken(t)
 	file0 := readFile(t, tokenFile)
-	runGuideBlock(t, cp.settings, controllerRun("-var refresh_before="+rotationRefreshBefore), cp.env)
-	t.Cleanup(func() { runGuideBlock(t, cp.settings, controllerRun(""), cp.env) })
+	harness.RunGuideBlock(t, cp.settings, controllerRun("-var refresh_before="+rotationRefreshBefore), cp.env)
+	t.Cleanup(func() { harness.RunGuideBlock(t, cp.settings, controllerRun(""), cp.env) })
 
 	cp.agent.Wait(t, rotationWait, "the controller replacing the group's token", func() (bool, string) {
 		return cp.groupToken(t) != token0, "the Variable's istio_token is the one before"
@@ -56,11 +56,11 @@ func (cp *controlPlane) testRotation(t *testing.T) {
 	root := cp.meshRoot(t)
 	var leaf *x509.Certificate
 	cp.agent.Wait(t, rotationWait, "a renewed workload certificate in the proxy", func() (bool, string) {
-		chain, err := proxyCertChain(alloc)
+		chain, err := harness.ProxyCertChain(alloc)
 		if err != nil {
 			return false, err.Error()
 		}
-		if leaf, err = verifyChain(chain, root); err != nil {
+		if leaf, err = harness.VerifyChain(chain, root); err != nil {
 			return false, err.Error()
 		}
 		return leaf.SerialNumber.Cmp(serial) != 0, fmt.Sprintf("serial %x still", serial)
@@ -84,7 +84,7 @@ func (cp *controlPlane) groupToken(t *testing.T) string {
 
 // proxyLeaf is the workload certificate the proxy holds now.
 func (cp *controlPlane) proxyLeaf(t *testing.T) *x509.Certificate {
-	chain, err := proxyCertChain(cp.meshedAlloc.ID)
+	chain, err := harness.ProxyCertChain(cp.meshedAlloc.ID)
 	if err != nil || len(chain) == 0 {
 		t.Fatalf("the proxy's certificate: %v", err)
 	}
