@@ -23,9 +23,9 @@ help: ## Show this list
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 .PHONY: demo
-demo: setup build standin ## The driver end to end on this machine (root): a meshed app calls a service through the sidecar
+demo: setup build standin ## The driver and its control plane on this machine (root): a meshed app gets its identity, calls a service through the sidecar
 	go build -o bin/demo ./e2e/demo
-	$(AGENT_ENV) bin/demo
+	$(AGENT_ENV) $(CONTROL_PLANE_E2E_ENV) bin/demo
 
 .PHONY: build
 build: ## Build the plugin and the controller into bin/
