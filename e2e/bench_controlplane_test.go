@@ -115,13 +115,23 @@ func (cp *controlPlane) submitTime(b *testing.B, job string) time.Time {
 	return time.Unix(0, *j.SubmitTime)
 }
 
-// controlPlaneRSS is the resident memory of each control-plane process of this agent, by executable name.
+// controlPlaneRSS is the resident memory of each control-plane process of this agent, by executable name. They
+// are found below the agent's executors: etcd runs under exec, in a chroot and mount namespace of its own,
+// where nothing of it names the agent's directory as seen from here.
 func (cp *controlPlane) controlPlaneRSS(b *testing.B) map[string]uint64 {
+	execs, err := cp.agent.Executors()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var pids []int
+	for _, e := range execs {
+		pids = append(pids, descendants(e.PID)...)
+	}
 	out := map[string]uint64{}
 	for _, name := range controlPlaneProcs {
-		for _, pid := range cp.agent.ProcsMatching(b, name) {
+		for _, pid := range pids {
 			if exeName(pid) != name {
-				continue // another process naming it, such as the API server's --etcd-servers
+				continue
 			}
 			m, err := harness.ProcMem(pid)
 			if err != nil {
@@ -130,8 +140,18 @@ func (cp *controlPlane) controlPlaneRSS(b *testing.B) map[string]uint64 {
 			out[name] += m.RSS
 		}
 		if out[name] == 0 {
-			b.Fatalf("no %s process of this agent", name)
+			b.Fatalf("no %s process below this agent's executors", name)
 		}
+	}
+	return out
+}
+
+// descendants are the live processes below pid.
+func descendants(pid int) []int {
+	var out []int
+	for _, c := range harness.ChildPIDs(pid) {
+		out = append(out, c)
+		out = append(out, descendants(c)...)
 	}
 	return out
 }
