@@ -48,6 +48,8 @@ job "app-prober" {
       }
 
       config {
+        # No istiod in this scenario: the proxy runs without a workload certificate.
+        token_path            = ""
         include_inbound_ports = ["*"]
         app_prober {
           name = "server"

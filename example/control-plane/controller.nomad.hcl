@@ -45,9 +45,12 @@ variable "apiserver_name" {
 }
 
 variable "nomad_addr" {
-  description = "Nomad's HTTP API; by default the task API socket of the local agent, which needs no TLS setup"
+  description = <<-EOT
+    Nomad's HTTP API; by default the local agent's on its node address. (Nomad 1.6.3's api package cannot
+    dial the task API socket, unix://.) With TLS, an https:// address and the CLI's NOMAD_CACERT in env.
+  EOT
   type        = string
-  default     = "unix://$${NOMAD_SECRETS_DIR}/api.sock"
+  default     = "http://$${attr.unique.network.ip-address}:4646"
 }
 
 variable "token_ttl" {
