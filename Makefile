@@ -23,9 +23,9 @@ help: ## Show this list
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 .PHONY: demo
-demo: setup build standin ## The driver end to end on this machine (root): a meshed app calls a service through the sidecar
+demo: setup build standin ## The driver and its control plane on this machine (root): a meshed app gets its identity, calls a service through the sidecar
 	go build -o bin/demo ./e2e/demo
-	$(AGENT_ENV) bin/demo
+	$(AGENT_ENV) $(CONTROL_PLANE_E2E_ENV) bin/demo
 
 .PHONY: build
 build: ## Build the plugin and the controller into bin/
@@ -102,6 +102,9 @@ bench: setup build standin ## Benchmarks, printed with ratios against a baseline
 	go test -run '^$$' -bench . -benchtime 10x ./...
 	@# The node-level figures (start-up split, memory, 20 groups at once) on a real agent: one run of a few minutes.
 	$(AGENT_ENV) go test -count=1 -timeout 15m -tags e2e -run '^$$' -bench '^BenchmarkSidecar$$' -benchtime 1x ./e2e/
+	@# The control plane of example/control-plane.md on a real agent: start-up to istiod ready, memory, CSR latency.
+	$(AGENT_ENV) $(CONTROL_PLANE_E2E_ENV) go test -count=1 -timeout 20m -tags e2e -run '^$$' \
+		-bench '^BenchmarkControlPlane$$' -benchtime 1x ./e2e/
 	@# What each builder costs, warm and cold (about 15 minutes on 2 cores: every part built twice from nothing).
 	build/bench.sh
 

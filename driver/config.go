@@ -45,7 +45,11 @@ type Config struct {
 	ProxyConfig           string `codec:"proxy_config"`
 	RootCertPath          string `codec:"root_cert_path"`
 	ReadinessTimeout      string `codec:"readiness_timeout"`
-	NoCgroups             bool   `codec:"no_cgroups"`
+	// WorkloadCertTTL is SECRET_TTL, the lifetime pilot-agent asks istiod for; empty keeps pilot-agent's 24h.
+	// Operator only: istiod refuses one above its MAX_WORKLOAD_CERT_TTL, and a job could make its own
+	// sidecars fail or hammer the CA.
+	WorkloadCertTTL string `codec:"workload_cert_ttl"`
+	NoCgroups       bool   `codec:"no_cgroups"`
 
 	// ExtraProxyUIDs and ExtraProxyGIDs are treated as the proxy's own IDs (Istio's -u and -g lists after the
 	// first): their traffic is never captured. Operator only: an ID a job could add would escape the mesh.
@@ -117,6 +121,11 @@ func (c Config) validate() (*settings, error) {
 	}
 	if s.readinessTimeout, err = positiveDuration("readiness_timeout", c.ReadinessTimeout); err != nil {
 		return nil, err
+	}
+	if c.WorkloadCertTTL != "" {
+		if _, err = positiveDuration("workload_cert_ttl", c.WorkloadCertTTL); err != nil {
+			return nil, err
+		}
 	}
 	if s.gracePeriod, err = positiveDuration("interception_grace_period", c.InterceptionGracePeriod); err != nil {
 		return nil, err

@@ -44,6 +44,8 @@ func TestPluginConfig_BadFieldsNameFieldAndValue(t *testing.T) {
 		{"proxy config owned key", func(c *Config) { c.ProxyConfig = "binaryPath: /bin/sh" }, `proxy_config: binaryPath (binary_path) is set by the driver`},
 		{"readiness timeout", func(c *Config) { c.ReadinessTimeout = "soon" }, `readiness_timeout: "soon"`},
 		{"readiness timeout zero", func(c *Config) { c.ReadinessTimeout = "0s" }, `readiness_timeout: "0s"`},
+		{"workload cert ttl", func(c *Config) { c.WorkloadCertTTL = "1 day" }, `workload_cert_ttl: "1 day"`},
+		{"workload cert ttl negative", func(c *Config) { c.WorkloadCertTTL = "-1h" }, `workload_cert_ttl: "-1h"`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -61,6 +61,7 @@ func pluginConfigSpec(def Config) *hclspec.Spec {
 		"proxy_config":            attr("proxy_config", "string", nil),
 		"root_cert_path":          attr("root_cert_path", "string", nil),
 		"readiness_timeout":       attr("readiness_timeout", "string", str(def.ReadinessTimeout)),
+		"workload_cert_ttl":       attr("workload_cert_ttl", "string", nil),
 		"no_cgroups":              attr("no_cgroups", "bool", hclspec.NewLiteral("false")),
 		// Fleet-wide interception defaults, the same keys as the jobspec's; a key a job sets replaces these.
 		"interception":              hclspec.NewBlock("interception", false, hclspec.NewObject(interceptionSpec())),

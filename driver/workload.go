@@ -51,6 +51,7 @@ func proxyEnvironment(cfg *drivers.TaskConfig, s *settings, t *taskSettings, mod
 		ClusterID:   s.ClusterID,
 		MeshID:      s.MeshID,
 		Network:     s.Network,
+		SecretTTL:   s.WorkloadCertTTL,
 	}, proxy.NomadMeta{
 		AllocID:    cfg.AllocID,
 		JobID:      cfg.JobID,

@@ -14,6 +14,7 @@ import (
 func TestProxyEnvironment_FromConfigAndAllocation(t *testing.T) {
 	s, _ := defaultConfig().validate()
 	s.CAAddress = "ca.example.org:15012"
+	s.WorkloadCertTTL = "2m"
 	tc, err := decodeTask(t, `
 discovery_address = "istiod.example.org:15012"
 proxy_config      = "tracing:\n  sampling: 5\n"
@@ -51,6 +52,7 @@ drain_duration    = "20s"
 		"ISTIO_META_NOMAD_DATACENTER":  "dc1",
 		"ISTIO_META_NOMAD_GROUP":       "web",
 		"ISTIO_META_INTERCEPTION_MODE": "REDIRECT",
+		"SECRET_TTL":                   "2m",
 	} {
 		if env[k] != v {
 			t.Errorf("%s = %q, want %q", k, env[k], v)
@@ -99,5 +101,27 @@ func TestProxyEnv_JobCannotFillWhatTheOperatorLeftEmpty(t *testing.T) {
 		if strings.HasSuffix(kv, "=evil") || kv == "ISTIO_META_DNS_CAPTURE=true" {
 			t.Errorf("the job set %s", kv)
 		}
+	}
+}
+
+// Without workload_cert_ttl the driver leaves SECRET_TTL out, so pilot-agent's own default (24h) applies.
+func TestProxyEnvironment_NoWorkloadCertTTLLeavesPilotAgentsDefault(t *testing.T) {
+	s, _ := defaultConfig().validate()
+	tc, err := decodeTask(t, ``)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, err := tc.validate(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &drivers.TaskConfig{AllocID: "4f1c2d3e-aaaa-bbbb-cccc-000000000000", JobName: "j", JobID: "j",
+		TaskGroupName: "g", Name: "istio-proxy", Namespace: "default"}
+	env, err := proxyEnvironment(cfg, s, ts, rules.ModeRedirect)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := env["SECRET_TTL"]; ok {
+		t.Errorf("SECRET_TTL = %q with no workload_cert_ttl", v)
 	}
 }

@@ -4,8 +4,6 @@ package e2e
 
 import (
 	"crypto/x509"
-	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"strconv"
 	"strings"
@@ -33,11 +31,11 @@ func (cp *controlPlane) testIdentityFromIstiod(t *testing.T) {
 	root := cp.meshRoot(t)
 	var leaf *x509.Certificate
 	cp.agent.Wait(t, certTimeout, "the sidecar's workload certificate from istiod", func() (bool, string) {
-		chain, err := proxyCertChain(cp.meshedAlloc.ID)
+		chain, err := harness.ProxyCertChain(cp.meshedAlloc.ID)
 		if err != nil {
 			return false, err.Error()
 		}
-		leaf, err = verifyChain(chain, root)
+		leaf, err = harness.VerifyChain(chain, root)
 		if err != nil {
 			return false, err.Error()
 		}
@@ -75,46 +73,11 @@ func (cp *controlPlane) meshRoot(t *testing.T) *x509.Certificate {
 	if err != nil {
 		t.Fatalf("reading istiod's Variable: %v", err)
 	}
-	certs, err := parsePEMCerts([]byte(v.Items["root_cert"]))
+	certs, err := harness.ParsePEMCerts([]byte(v.Items["root_cert"]))
 	if err != nil || len(certs) != 1 {
 		t.Fatalf("istiod's Variable root_cert: %d certificates, %v", len(certs), err)
 	}
 	return certs[0]
-}
-
-// verifyChain checks that the chain's leaf is a client-and-server workload certificate issued under root, through
-// the chain's intermediates (istiod's plugged-in CA).
-func verifyChain(chain []*x509.Certificate, root *x509.Certificate) (*x509.Certificate, error) {
-	if len(chain) == 0 {
-		return nil, fmt.Errorf("no certificate in the chain")
-	}
-	roots, inter := x509.NewCertPool(), x509.NewCertPool()
-	roots.AddCert(root)
-	for _, c := range chain[1:] {
-		inter.AddCert(c)
-	}
-	_, err := chain[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter,
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
-	if err != nil {
-		return nil, fmt.Errorf("the workload certificate does not chain to the mesh root: %w", err)
-	}
-	return chain[0], nil
-}
-
-func parsePEMCerts(data []byte) ([]*x509.Certificate, error) {
-	var out []*x509.Certificate
-	for {
-		var b *pem.Block
-		b, data = pem.Decode(data)
-		if b == nil {
-			return out, nil
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
 }
 
 // testRefusedNamespace is proof B: the bridge example registered in a Nomad namespace that may not claim its
@@ -205,42 +168,6 @@ func (cp *controlPlane) testOtherJobCannotReadToken(t *testing.T) {
 	if al, _, err := cp.agent.Client.Allocations().Info(alloc.ID, nil); err != nil || al.TaskStates["snoop"].State == harness.TaskStateRunning {
 		t.Errorf("the snooping task runs (err %v): its template rendered", err)
 	}
-}
-
-// proxyCertChain is the workload certificate chain the sidecar's proxy holds: the SDS secret "default" in the
-// stand-in's config_dump (certificates are public there; keys are redacted, as in Envoy's).
-func proxyCertChain(allocID string) ([]*x509.Certificate, error) {
-	out, err := harness.InNetns(harness.NetnsPath(allocID), "curl", "-sf", "--max-time", "3",
-		"http://127.0.0.1:15000/config_dump")
-	if err != nil {
-		return nil, err
-	}
-	var dump struct {
-		Configs []struct {
-			Type    string `json:"@type"`
-			Secrets []struct {
-				Name   string `json:"name"`
-				Secret struct {
-					TLSCertificate struct {
-						CertificateChain struct {
-							InlineBytes []byte `json:"inline_bytes"`
-						} `json:"certificate_chain"`
-					} `json:"tls_certificate"`
-				} `json:"secret"`
-			} `json:"dynamic_active_secrets"`
-		} `json:"configs"`
-	}
-	if err := json.Unmarshal([]byte(out), &dump); err != nil {
-		return nil, fmt.Errorf("config_dump: %w", err)
-	}
-	for _, c := range dump.Configs {
-		for _, s := range c.Secrets {
-			if s.Name == "default" && len(s.Secret.TLSCertificate.CertificateChain.InlineBytes) > 0 {
-				return parsePEMCerts(s.Secret.TLSCertificate.CertificateChain.InlineBytes)
-			}
-		}
-	}
-	return nil, fmt.Errorf("no SDS secret \"default\" with a certificate in the proxy's config_dump yet")
 }
 
 // proxyUpdates is how many CDS and LDS responses the proxy accepted: Envoy's update_success counters, which a

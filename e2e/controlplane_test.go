@@ -5,7 +5,6 @@ package e2e
 import (
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -35,8 +34,8 @@ type controlPlane struct {
 	// meshedAlloc is the guide's meshed bridge-mode allocation.
 	meshedAlloc *api.Allocation
 	// identityBlock is the guide's last block (the identity it shows), run once the certificate is there.
-	identityBlock guideBlock
-	settings      guideBlock
+	identityBlock harness.GuideBlock
+	settings      harness.GuideBlock
 	env           []string
 }
 
@@ -50,11 +49,13 @@ func TestControlPlane(t *testing.T) {
 	t.Run("B_RefusedNamespaceSaysWhy", cp.testRefusedNamespace)
 	t.Run("E_IstiodKilled", cp.testIstiodKilled)
 	t.Run("C_OtherJobCannotReadToken", cp.testOtherJobCannotReadToken)
+	// Last: it re-runs the controller job, and its token churn and CSRs load the two cores.
+	t.Run("D_Rotation", cp.testRotation)
 }
 
 // startControlPlane starts the agent as the guide's step 0 does and runs the guide's blocks up to the meshed
 // job; the last block (the identity) runs in proof A.
-func startControlPlane(t *testing.T) *controlPlane {
+func startControlPlane(t testing.TB) *controlPlane {
 	t.Helper()
 	harness.RequireBridgeNetworking(t)
 	bins := harness.ControlPlaneBinaries(t)
@@ -67,7 +68,7 @@ func startControlPlane(t *testing.T) *controlPlane {
 		t.Fatalf("the client advertises %s, not %s: the plugin's discovery_address would miss istiod", got, nodeIP)
 	}
 	cp := &controlPlane{agent: agent, nodeIP: nodeIP}
-	cp.env = guideEnv(agent, map[string]string{
+	cp.env = harness.GuideEnv(agent, map[string]string{
 		"ETCD":            bins.Etcd,
 		"KUBE_APISERVER":  bins.KubeAPIServer,
 		"PILOT_DISCOVERY": bins.PilotDiscovery,
@@ -79,10 +80,10 @@ func startControlPlane(t *testing.T) *controlPlane {
 	})
 	// The first block is the guide's settings, which the later ones use as the operator's shell would have
 	// them: each block runs after it, in one bash.
-	blocks := guideBlocks(t)
+	blocks := harness.GuideBlocks(t)
 	cp.settings = blocks[0]
 	for _, b := range blocks[1 : len(blocks)-1] {
-		runGuideBlock(t, cp.settings, b, cp.env)
+		harness.RunGuideBlock(t, cp.settings, b, cp.env)
 	}
 	cp.identityBlock = blocks[len(blocks)-1]
 	cp.meshedAlloc = agent.WaitAlloc(t, guideMeshedJob, api.AllocClientStatusRunning)
@@ -93,64 +94,42 @@ func startControlPlane(t *testing.T) *controlPlane {
 // controlPlaneOptions are the guide's agent (dev-agent.hcl: ACLs, raw_exec, etcd's host volume) with the plugin
 // pointed at this control plane, the stand-in Envoy that takes its listeners and certificates from istiod, and
 // the build cache inside exec's chroot, where etcd runs.
-func controlPlaneOptions(t *testing.T, nodeIP, etcdData, etcdBin string) harness.Options {
+func controlPlaneOptions(t testing.TB, nodeIP, etcdData, etcdBin string) harness.Options {
 	opts := pluginOptions(t)
 	opts.Name = "cp"
 	opts.ACL = true
 	opts.PluginConfig["envoy_path"] = harness.XDSStandinBin(t)
+	// Short-lived workload certificates, renewed every minute: what the rotation proof watches.
+	opts.PluginConfig["workload_cert_ttl"] = workloadCertTTL
 	// The fallback when a group's Variable carries no istiod address: this node, istiod's static port.
 	opts.PluginConfig["discovery_address"] = net.JoinHostPort(nodeIP, fmt.Sprint(istiodGRPCPort))
-	cache := filepath.Dir(etcdBin)
-	opts.ClientHCL = fmt.Sprintf(`host_volume "etcd-data" {
-  path      = %q
-  read_only = false
-}
-chroot_env {
-  "/bin"            = "/bin"
-  "/etc"            = "/etc"
-  "/lib"            = "/lib"
-  "/lib64"          = "/lib64"
-  "/run/resolvconf" = "/run/resolvconf"
-  "/sbin"           = "/sbin"
-  "/usr"            = "/usr"
-  %q = %q
-}
-`, etcdData, cache, cache)
+	opts.ClientHCL = harness.ControlPlaneClientHCL(etcdData, filepath.Dir(etcdBin))
 	return opts
 }
 
-// etcdDataDir is etcd's host volume, owned by the user it runs as (nobody), private to it.
-func etcdDataDir(t *testing.T) string {
-	dir := filepath.Join(t.TempDir(), "etcd")
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chown(dir, 65534, 65534); err != nil {
-		t.Fatal(err)
-	}
-	// t.TempDir is root's 0700: nobody must reach its volume below it.
-	if err := os.Chmod(filepath.Dir(dir), 0o755); err != nil {
+// etcdDataDir is etcd's host volume (harness.EtcdDataDir) in the test's temporary directory.
+func etcdDataDir(t testing.TB) string {
+	dir, err := harness.EtcdDataDir(t.TempDir())
+	if err != nil {
 		t.Fatal(err)
 	}
 	return dir
 }
 
-// defaultRouteIP is the address of the default route's interface, which Nomad's client fingerprints and
-// advertises services on. A UDP "connection" sends nothing; it only picks the route.
-func defaultRouteIP(t *testing.T) string {
+// defaultRouteIP is the address Nomad's client advertises services on (harness.DefaultRouteIP).
+func defaultRouteIP(t testing.TB) string {
 	t.Helper()
-	c, err := net.Dial("udp4", "203.0.113.1:9")
+	ip, err := harness.DefaultRouteIP()
 	if err != nil {
-		testenv.SkipOrFail(t, "no IPv4 default route for the control plane's address: %v", err)
+		testenv.SkipOrFail(t, "%v", err)
 	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).IP.String()
+	return ip
 }
 
 // runIdentityBlock runs the guide's last block and checks it shows the jobspec's SPIFFE ID.
 func (cp *controlPlane) runIdentityBlock(t *testing.T) {
-	out := runGuideBlock(t, cp.settings, cp.identityBlock, cp.env)
+	out := harness.RunGuideBlock(t, cp.settings, cp.identityBlock, cp.env)
 	if !strings.Contains(out, guideSPIFFEID) {
-		t.Errorf("%s:%d shows no %s", guideFile, cp.identityBlock.line, guideSPIFFEID)
+		t.Errorf("%s:%d shows no %s", harness.GuideFile, cp.identityBlock.Line, guideSPIFFEID)
 	}
 }

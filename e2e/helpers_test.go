@@ -12,7 +12,7 @@ import (
 
 // pluginOptions returns agent options that load the plugin with the pilot-agent and Envoy from the environment
 // (or their defaults). It fails the test when the plugin is not built.
-func pluginOptions(t *testing.T) harness.Options {
+func pluginOptions(t testing.TB) harness.Options {
 	t.Helper()
 	return harness.Options{
 		PluginBin: harness.PluginBin(t),

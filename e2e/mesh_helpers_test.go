@@ -59,7 +59,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func testappBin(t *testing.T) string {
+func testappBin(t testing.TB) string {
 	t.Helper()
 	testapp.once.Do(func() {
 		if testapp.dir, testapp.err = os.MkdirTemp("", "istio-sidecar-testapp-"); testapp.err != nil {

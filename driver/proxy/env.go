@@ -31,6 +31,8 @@ type Mesh struct {
 	ClusterID string // ISTIO_META_CLUSTER_ID
 	MeshID    string // ISTIO_META_MESH_ID
 	Network   string // ISTIO_META_NETWORK
+	// SecretTTL is SECRET_TTL, the workload certificate lifetime requested (a Go duration); empty: pilot-agent's.
+	SecretTTL string
 }
 
 // NomadMeta is where the workload runs, exported as ISTIO_META_NOMAD_* so that it appears in the proxy's node
@@ -76,6 +78,7 @@ func Environment(w Workload, m Mesh, n NomadMeta, proxyConfig string) (map[strin
 		"ISTIO_META_CLUSTER_ID":        m.ClusterID,
 		"ISTIO_META_MESH_ID":           m.MeshID,
 		"ISTIO_META_NETWORK":           m.Network,
+		"SECRET_TTL":                   m.SecretTTL,
 		"ISTIO_META_NOMAD_ALLOC_ID":    n.AllocID,
 		"ISTIO_META_NOMAD_JOB_ID":      n.JobID,
 		"ISTIO_META_NOMAD_GROUP":       n.Group,

@@ -1,14 +1,21 @@
-// Command demo is `make demo`: the istio-sidecar driver end to end on this machine, as root. It runs on the e2e
-// harness (e2e/harness), so it starts, stops and checks its Nomad agent exactly as the e2e suite does.
+// Command demo is `make demo`: the istio-sidecar driver and its control plane end to end on this machine, as
+// root. It runs on the e2e harness (e2e/harness), so it starts, stops and checks its Nomad agent exactly as the
+// e2e suite does.
 //
-// It starts a throwaway Nomad agent (server and client on loopback, ports 14646-14648 unless DEMO_HTTP_PORT,
-// DEMO_RPC_PORT, DEMO_SERF_PORT say otherwise, everything under one temporary directory); stores a throwaway mesh
-// root certificate in Nomad Variables; runs e2e/demo/upstream.nomad.hcl and example/bridge-mode.nomad.hcl, whose
-// app calls the upstream through the sidecar; shows the proof and where to look; then stops everything and checks
-// that no process, network namespace, rule or cgroup is left. It cleans up the same way on failure and on Ctrl-C.
+// It starts a throwaway Nomad agent with ACLs on (server and client on loopback, ports 14646-14648 unless
+// DEMO_HTTP_PORT, DEMO_RPC_PORT, DEMO_SERF_PORT say otherwise, everything under temporary directories); runs the
+// control plane as example/control-plane.md does, block by block, as the e2e suite runs it (bootstrap, etcd,
+// kube-apiserver, istiod, the controller; their static ports must be free, so not while a control-plane test
+// runs); runs e2e/demo/upstream.nomad.hcl and example/bridge-mode.nomad.hcl, whose app calls the upstream
+// through the sidecar; shows the identity the sidecar got from istiod (its certificate's SPIFFE ID, issuer and
+// expiry, checked against the mesh root), the proof of the call and where to look; then stops everything and
+// checks that no process, network namespace, rule or cgroup is left. It cleans up the same way on failure and
+// on Ctrl-C.
 //
 // The binaries come from the same variables as the e2e suite's (NOMAD_BIN, ISTIO_SIDECAR_BIN,
-// ISTIO_SIDECAR_PILOT_AGENT, ISTIO_SIDECAR_ENVOY), which `make demo` sets after building them.
+// ISTIO_SIDECAR_PILOT_AGENT, ISTIO_SIDECAR_ENVOY, ISTIO_SIDECAR_ENVOY_XDS, ISTIO_SIDECAR_CONTROLLER and the
+// control plane's ISTIO_SIDECAR_ETCD, ISTIO_SIDECAR_KUBE_APISERVER, ISTIO_SIDECAR_ISTIOD), which `make demo` sets
+// after building them.
 package main
 
 import (
@@ -59,7 +66,7 @@ func runDemo() int {
 	case r.leftoverCount() > 0:
 		fmt.Fprintf(os.Stderr, "\ndemo: %d leftover(s) found and removed (see above)\n", r.leftoverCount())
 	case !r.Failed():
-		fmt.Println("\nDemo complete: the call went through the sidecar, and nothing of the demo is left.")
+		fmt.Println("\nDemo complete: the sidecar got its identity from istiod, the call went through it, and nothing of the demo is left.")
 	}
 	switch {
 	case errors.Is(context.Cause(ctx), errInterrupted):

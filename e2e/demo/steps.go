@@ -32,9 +32,10 @@ var steps = []func(*demo){
 	(*demo).preflight,
 	(*demo).showBinaries,
 	(*demo).startAgent,
-	(*demo).storeRootCert,
+	(*demo).startControlPlane,
 	(*demo).runUpstream,
 	(*demo).runMeshed,
+	(*demo).showIdentity,
 	(*demo).showWhatHappened,
 	(*demo).showTaskEvents,
 	(*demo).showRules,
@@ -46,11 +47,13 @@ type demo struct {
 	ports harness.Ports
 	bins  binaries
 	agent *harness.Agent
+	cp    controlPlane
 
-	meshJob  string          // the example's job ID, from its jobspec
-	upstream *api.Allocation // the upstream service's allocation
-	target   string          // where the meshed client calls: the upstream's address and port
-	meshed   *api.Allocation // the example's allocation
+	meshJob   string          // the example's job ID, from its jobspec
+	meshGroup *string         // its group's name
+	upstream  *api.Allocation // the upstream service's allocation
+	target    string          // where the meshed client calls: the upstream's address and port
+	meshed    *api.Allocation // the example's allocation
 }
 
 type binaries struct {
@@ -73,6 +76,10 @@ func (d *demo) preflight() {
 	}
 	if err := d.ports.Free(); err != nil {
 		d.t.Fatalf("%v; set DEMO_HTTP_PORT, DEMO_RPC_PORT, DEMO_SERF_PORT", err)
+	}
+	// The control plane's jobs have static ports: one control plane per host (a test run's or this).
+	if err := harness.ControlPlanePortsFree(); err != nil {
+		d.t.Fatalf("%v; is a control plane (make e2e, another demo) running on this host?", err)
 	}
 }
 
@@ -101,8 +108,11 @@ func (d *demo) showBinaries() {
 	}
 	b.standin, b.envoyKind = standin, "a real Envoy: "+version
 	if standin {
-		b.envoyKind = "the stand-in Envoy (testdoubles/standin-envoy), not a real Envoy"
+		// The stand-in as it is by default: listeners, clusters and certificates from istiod.
+		b.envoy = harness.XDSStandinBin(t)
+		b.envoyKind = "the stand-in Envoy (testdoubles/standin-envoy, xDS and SDS from istiod), not a real Envoy"
 	}
+	d.prepareControlPlane()
 	dir, err := os.MkdirTemp("", "istio-sidecar-demo-app-")
 	if err != nil {
 		t.Fatalf("%v", err)
@@ -119,11 +129,13 @@ func (d *demo) showBinaries() {
 	say("pilot-agent: %s", b.pilotAgent)
 	say("Envoy:       %s, %s", b.envoy, b.envoyKind)
 	say("plugin:      %s; app: %s", b.plugin, b.testapp)
+	say("control plane: %s, %s, %s; controller %s", d.cp.bins.Etcd, d.cp.bins.KubeAPIServer,
+		d.cp.bins.PilotDiscovery, d.cp.controller)
 }
 
 // startAgent starts the demo's Nomad agent with the plugin and waits until the driver is healthy.
 func (d *demo) startAgent() {
-	step("Starting a Nomad agent (server and client) on 127.0.0.1:%d", d.ports.HTTP)
+	step("Starting a Nomad agent (server and client, ACLs on) on 127.0.0.1:%d", d.ports.HTTP)
 	t := d.t
 	harness.RequireBridgeNetworking(t)
 	d.agent = harness.Start(t, harness.Options{
@@ -133,7 +145,11 @@ func (d *demo) startAgent() {
 			"pilot_agent_path":        d.bins.pilotAgent,
 			"envoy_path":              d.bins.envoy,
 			"bootstrap_template_path": d.bins.template,
+			"discovery_address":       d.cp.discoveryAddress(),
 		},
+		// The guide's agent (example/control-plane/dev-agent.hcl): ACLs, etcd's host volume, exec's chroot.
+		ACL:             true,
+		ClientHCL:       harness.ControlPlaneClientHCL(d.cp.etcdData, filepath.Dir(d.cp.bins.Etcd)),
 		LogLevel:        "INFO",
 		Name:            "demo",
 		Ports:           d.ports,
@@ -147,26 +163,7 @@ func (d *demo) startAgent() {
 	say("agent pid %d, config %s, log %s", d.agent.PID(), d.agent.ConfigPath, d.agent.LogPath)
 	d.agent.WaitDriver(t, harness.PluginName, true)
 	say("node ready; driver %s detected and healthy", harness.PluginName)
-	say("try it yourself meanwhile: NOMAD_ADDR=%s %s node status -self -verbose", d.agent.Addr, d.bins.nomad)
-}
-
-// storeRootCert puts a throwaway mesh root certificate into the example job's Nomad Variable, where its template
-// reads it.
-func (d *demo) storeRootCert() {
-	step("A throwaway mesh root certificate, stored in Nomad Variables")
-	t := d.t
-	job := d.agent.ParseJobVars(t, harness.ExampleFile(t, exampleFile), "", harness.Vars{"testapp_path": d.bins.testapp})
-	d.meshJob = *job.ID
-	cert, err := testenv.RootCert("istio-sidecar demo root")
-	if err != nil {
-		t.Fatalf("%v", err)
-	}
-	// The group's Variable, which the controller writes when a control plane runs.
-	path := "nomad/jobs/" + d.meshJob + "/" + *job.TaskGroups[0].Name
-	// With no istiod in this demo the token is never presented; the example's template reads both keys.
-	d.agent.PutVariable(t, path, map[string]string{"root_cert": string(cert), "istio_token": "no-istiod-in-this-demo"})
-	say("made by internal/testenv; stored at %s (keys root_cert, istio_token)", path)
-	say("the example's template writes it to secrets/root-cert.pem, where the driver reads it")
+	say("try it yourself meanwhile: %s %s node status -self -verbose", strings.Join(d.agent.CLIEnv(), " "), d.bins.nomad)
 }
 
 // runUpstream runs the service the meshed app calls and learns its address.
@@ -202,6 +199,7 @@ func (d *demo) runMeshed() {
 		"call_target":    d.target,
 		"drain_duration": "1s",
 	})
+	d.meshJob, d.meshGroup = *job.ID, job.TaskGroups[0].Name
 	d.agent.Register(t, job)
 	d.meshed = d.agent.WaitAlloc(t, *job.ID, api.AllocClientStatusRunning)
 	for _, task := range []string{proxyTask, serverTask, clientTask} {

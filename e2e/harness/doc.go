@@ -1,7 +1,9 @@
 // Package harness runs a real Nomad v1.6.3 agent (server and client on one node) for end-to-end tests of the
 // istio-sidecar task driver and for `make demo` (e2e/demo), and gives them small, deadline-bound helpers around it:
 // wait for the leader, the node and a driver's health; register jobs from e2e/jobs/*.hcl or example/; wait for
-// allocations and tasks; read task events and logs; restart the agent on the same data dir; SIGKILL the plugin.
+// allocations and tasks; read task events and logs; restart the agent on the same data dir; SIGKILL the plugin;
+// run example/control-plane.md's blocks on an agent (guide.go, with the node's setup in controlplane.go) and read
+// the workload certificate a proxy holds (certs.go), which the control-plane scenario and the demo share.
 // Every agent lives in its own temporary directory with ports chosen free at run time (the demo fixes its own), so
 // a demo agent or a parallel run never collides with it. Its caller is a T: a test, a benchmark or the demo.
 //

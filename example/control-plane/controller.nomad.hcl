@@ -54,8 +54,15 @@ variable "nomad_addr" {
 }
 
 variable "token_ttl" {
-  type    = string
-  default = "1h"
+  description = "Lifetime of each group's token (the API server's minimum is 10m)"
+  type        = string
+  default     = "1h"
+}
+
+variable "refresh_before" {
+  description = "Replace a token this long before it expires (up to token_ttl); empty: a third of token_ttl"
+  type        = string
+  default     = ""
 }
 
 variable "namespace_policy" {
@@ -94,7 +101,8 @@ job "istio-sidecar-controller" {
           "-nomad-token-file=${NOMAD_SECRETS_DIR}/nomad-token",
           "-root-cert=${NOMAD_SECRETS_DIR}/root-cert.pem",
           "-token-ttl=${var.token_ttl}",
-        ], var.namespace_policy == "" ? [] : ["-namespace-policy=${NOMAD_TASK_DIR}/namespace-policy.json"])
+          ], var.refresh_before == "" ? [] : ["-refresh-before=${var.refresh_before}"],
+        var.namespace_policy == "" ? [] : ["-namespace-policy=${NOMAD_TASK_DIR}/namespace-policy.json"])
       }
 
       env {
