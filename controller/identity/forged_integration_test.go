@@ -15,13 +15,12 @@ import (
 	"github.com/istio-sidecar/istio-sidecar/internal/nomadtest"
 )
 
-// TestReviewForgedVariableRevokesAnotherTenant (review finding): a job author of Nomad namespace team-b who may
-// write Variables in their own namespace (the usual way teams keep app secrets) writes a Variable with the
-// controller's keys at the path of a group they are about to register. Its istio_token is an unsigned JWT whose
-// claims name team-a's group Secret (the name is a hash of public names). The controller trusts those claims
-// (readVariable -> apiserver.Parse, no signature check), sees a token "for another namespace" and revokes it,
-// i.e. deletes team-a's Secret, revoking team-a's live token.
-func TestReviewForgedVariableRevokesAnotherTenant(t *testing.T) {
+// TestController_ForgedVariableCannotRevokeAnotherGroup: a job author of Nomad namespace team-b who may write
+// Variables in their own namespace (the usual way teams keep app secrets) writes a Variable with the controller's
+// keys and marker at the path of a group they are about to register. Its istio_token is an unsigned JWT whose
+// claims name team-a's group Secret (the name is a hash of public names). The controller must not act on those
+// claims: team-a's Secret and live token stay.
+func TestController_ForgedVariableCannotRevokeAnotherGroup(t *testing.T) {
 	e := startEnv(t)
 	e.startController(t, testTTL/2)
 
@@ -46,7 +45,8 @@ func TestReviewForgedVariableRevokesAnotherTenant(t *testing.T) {
 		time.Now().Add(time.Hour).Unix(), secret)
 	forged := "e30." + base64.RawURLEncoding.EncodeToString([]byte(payload)) + ".sig"
 	if _, _, err := dev.Variables().Create(&api.Variable{Namespace: "team-b", Path: "nomad/jobs/evil/g", Items: api.VariableItems{
-		variables.KeyToken: forged, variables.KeyNamespace: "team-b", variables.KeyServiceAccount: "default"}},
+		variables.KeyToken: forged, variables.KeyNamespace: "team-b", variables.KeyServiceAccount: "default",
+		variables.KeyManagedBy: variables.ManagedBy}},
 		&api.WriteOptions{Namespace: "team-b"}); err != nil {
 		t.Fatalf("team-b's developer writing its own Variable: %v", err)
 	}

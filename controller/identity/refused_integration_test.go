@@ -4,20 +4,22 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/nomad/api"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/istio-sidecar/istio-sidecar/controller/identity/apiserver"
 	"github.com/istio-sidecar/istio-sidecar/controller/identity/variables"
 )
 
-// TestReviewForgedVariableDeletesAnOperatorSecret (review finding): the same forged claims may name any Secret
-// in any mesh namespace; the controller deletes it although it never made it (Revoke checks no label, and the
-// RBAC plus admission policy allow deleting every Secret of a mesh namespace).
-func TestReviewForgedVariableDeletesAnOperatorSecret(t *testing.T) {
+// TestController_ForgedVariableCannotDeleteAnOperatorSecret: the same forged claims may name any Secret in any
+// mesh namespace; the controller must not delete one it never made.
+func TestController_ForgedVariableCannotDeleteAnOperatorSecret(t *testing.T) {
 	e := startEnv(t)
 	e.startController(t, testTTL/2)
 	e.register(t, meshedJob("team-a", "web", "frontend", map[string]interface{}{}))
@@ -42,7 +44,8 @@ func TestReviewForgedVariableDeletesAnOperatorSecret(t *testing.T) {
 		time.Now().Add(time.Hour).Unix())
 	forged := "e30." + base64.RawURLEncoding.EncodeToString([]byte(payload)) + ".sig"
 	if _, _, err := dev.Variables().Create(&api.Variable{Namespace: "team-b", Path: "nomad/jobs/evil/g", Items: api.VariableItems{
-		variables.KeyToken: forged, variables.KeyNamespace: "team-b", variables.KeyServiceAccount: "default"}},
+		variables.KeyToken: forged, variables.KeyNamespace: "team-b", variables.KeyServiceAccount: "default",
+		variables.KeyManagedBy: variables.ManagedBy}},
 		&api.WriteOptions{Namespace: "team-b"}); err != nil {
 		t.Fatal(err)
 	}
@@ -60,17 +63,25 @@ func TestReviewForgedVariableDeletesAnOperatorSecret(t *testing.T) {
 	}
 }
 
-// TestReviewBadServiceAccountIsNotRefused (review finding): a service_account the API server rejects (not a DNS
-// subdomain) is retried forever with backoff and only logged; the job's owner never gets a `refused` reason,
-// contrary to "bad input: clear error naming the field and value".
-func TestReviewBadServiceAccountIsNotRefused(t *testing.T) {
+// TestController_InvalidServiceAccountIsRefused: a service_account the API server would reject (not a DNS
+// subdomain) is refused with a reason naming the field and value, and nothing is made for it.
+func TestController_InvalidServiceAccountIsRefused(t *testing.T) {
 	e := startEnv(t)
 	e.startController(t, testTTL/2)
 	e.register(t, meshedJob("team-a", "web", "frontend", map[string]interface{}{"service_account": "Web_Frontend"}))
 	e.variable(t, "team-a", "nomad/jobs/web/frontend", "a refusal naming service_account", func(items map[string]string) error {
-		if items[variables.KeyRefused] == "" {
-			return fmt.Errorf("no refusal: %v", items)
+		if r := items[variables.KeyRefused]; !strings.Contains(r, `service_account "Web_Frontend"`) {
+			return fmt.Errorf("no refusal naming the field and value: %v", items)
 		}
 		return nil
 	})
+	sas, err := e.admin.CoreV1().ServiceAccounts("team-a").List(context.Background(), metav1.ListOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		t.Fatal(err)
+	}
+	for _, sa := range sas.Items {
+		if sa.Labels[apiserver.ManagedByLabel] == apiserver.ManagedBy {
+			t.Errorf("the controller made service account %s for a refused group", sa.Name)
+		}
+	}
 }
