@@ -78,3 +78,27 @@ func TestController_InvalidServiceAccountIsRefused(t *testing.T) {
 		t.Errorf("namespace team-a for a refused group: %v, want none made", err)
 	}
 }
+
+// TestController_UnwritableGroupGetsNothing: a job ID Nomad allows but its Variable paths do not (web.v2) can
+// never receive a Variable; the controller makes nothing for it rather than a service account and Secret no
+// Variable will ever name.
+func TestController_UnwritableGroupGetsNothing(t *testing.T) {
+	e := startEnv(t)
+	e.startController(t, testTTL/2)
+	e.register(t, meshedJob("team-a", "web.v2", "frontend", map[string]interface{}{"service_account": "dotted"}))
+	// The controller acts on one update at a time: once a job registered after another job's Variable was
+	// written has its own, every sync that could have seen web.v2 is over.
+	hasToken := func(items map[string]string) error {
+		if items[variables.KeyToken] == "" {
+			return fmt.Errorf("no token: %v", items)
+		}
+		return nil
+	}
+	for _, id := range []string{"web", "later"} {
+		e.register(t, meshedJob("team-a", id, "frontend", map[string]interface{}{}))
+		e.variable(t, "team-a", "nomad/jobs/"+id+"/frontend", id+"'s token", hasToken)
+	}
+	if err := e.serviceAccount("team-a", "dotted"); !apierrors.IsNotFound(err) {
+		t.Errorf("service account team-a/dotted for job web.v2, which can have no Variable: %v, want none made", err)
+	}
+}
