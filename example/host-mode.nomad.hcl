@@ -125,13 +125,15 @@ job "meshed-app-host" {
 
       # The group's identity, from its Nomad Variable nomad/jobs/<job>/<group>: written only by the
       # istio-sidecar-controller (example/control-plane.md), readable only by this group's tasks. Until it exists
-      # the templates block, so the proxy does not start. The mesh root certificate (verifies istiod and peers):
+      # the templates block, so the proxy does not start. A child of a periodic or parameterized job reads its
+      # parent's (NOMAD_JOB_PARENT_ID): Nomad's workload identity names the parent job, and the controller writes
+      # the parent's. The mesh root certificate (verifies istiod and peers):
       template {
         destination = "secrets/root-cert.pem"
         perms       = "0400"
         change_mode = "restart"
         data        = <<-EOT
-          {{- with nomadVar (printf "nomad/jobs/%s/%s" (env "NOMAD_JOB_ID") (env "NOMAD_GROUP_NAME")) }}{{ .root_cert }}{{ end }}
+          {{- with nomadVar (printf "nomad/jobs/%s/%s" (or (env "NOMAD_JOB_PARENT_ID") (env "NOMAD_JOB_ID")) (env "NOMAD_GROUP_NAME")) }}{{ .root_cert }}{{ end }}
         EOT
       }
 
@@ -142,7 +144,7 @@ job "meshed-app-host" {
         perms       = "0400"
         change_mode = "noop"
         data        = <<-EOT
-          {{- with nomadVar (printf "nomad/jobs/%s/%s" (env "NOMAD_JOB_ID") (env "NOMAD_GROUP_NAME")) }}{{ .istio_token }}{{ end }}
+          {{- with nomadVar (printf "nomad/jobs/%s/%s" (or (env "NOMAD_JOB_PARENT_ID") (env "NOMAD_JOB_ID")) (env "NOMAD_GROUP_NAME")) }}{{ .istio_token }}{{ end }}
         EOT
       }
 
@@ -153,7 +155,7 @@ job "meshed-app-host" {
         perms       = "0400"
         change_mode = "noop"
         data        = <<-EOT
-          {{- with nomadVar (printf "nomad/jobs/%s/%s" (env "NOMAD_JOB_ID") (env "NOMAD_GROUP_NAME")) }}{{ .refused }}{{ end }}
+          {{- with nomadVar (printf "nomad/jobs/%s/%s" (or (env "NOMAD_JOB_PARENT_ID") (env "NOMAD_JOB_ID")) (env "NOMAD_GROUP_NAME")) }}{{ .refused }}{{ end }}
         EOT
       }
 
@@ -164,7 +166,7 @@ job "meshed-app-host" {
         env         = true
         change_mode = "restart"
         data        = <<-EOT
-          {{- with nomadVar (printf "nomad/jobs/%s/%s" (env "NOMAD_JOB_ID") (env "NOMAD_GROUP_NAME")) }}ISTIOD_ADDR={{ .discovery_address }}{{ end }}
+          {{- with nomadVar (printf "nomad/jobs/%s/%s" (or (env "NOMAD_JOB_PARENT_ID") (env "NOMAD_JOB_ID")) (env "NOMAD_GROUP_NAME")) }}ISTIOD_ADDR={{ .discovery_address }}{{ end }}
         EOT
       }
 

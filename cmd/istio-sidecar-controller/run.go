@@ -47,7 +47,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.nomadTokenFile, "nomad-token-file", "", "`FILE` holding the controller's Nomad ACL token (else NOMAD_TOKEN)")
 	fs.StringVar(&f.rootCert, "root-cert", "", "`FILE`: the mesh root certificate (PEM) written beside each token")
 	fs.StringVar(&f.namespacePolicy, "namespace-policy", "", "JSON `FILE` {\"<nomad ns>\": [\"<istio ns>\", ...]} (default: the same name only)")
-	fs.DurationVar(&f.tokenTTL, "token-ttl", time.Hour, "lifetime of each token (at least 10m)")
+	fs.DurationVar(&f.tokenTTL, "token-ttl", time.Hour, "lifetime of each token (at least 10m, at most 24h)")
 	fs.DurationVar(&f.refreshBefore, "refresh-before", 0, "replace a token this long before it expires (default a third of -token-ttl)")
 	fs.DurationVar(&f.resync, "resync", 5*time.Minute, "list everything again this often, beside the event stream")
 	fs.StringVar(&f.logLevel, "log-level", "info", "trace, debug, info, warn or error")
@@ -104,8 +104,9 @@ func (f *runFlags) config(stderr io.Writer) (identity.Config, error) {
 	if cfg.RefreshBefore == 0 {
 		cfg.RefreshBefore = cfg.TTL / 3
 	}
-	if f.tokenTTL < 10*time.Minute {
-		return cfg, fmt.Errorf("-token-ttl %s: the API server issues tokens for at least 10m", f.tokenTTL)
+	if f.tokenTTL < 10*time.Minute || f.tokenTTL > identity.MaxTTL {
+		return cfg, fmt.Errorf("-token-ttl %s: the API server issues tokens for at least 10m, and the controller's "+
+			"admission policy allows at most %s", f.tokenTTL, identity.MaxTTL)
 	}
 	if cfg.RefreshBefore <= 0 || cfg.RefreshBefore >= cfg.TTL {
 		return cfg, fmt.Errorf("-refresh-before %s: must be more than 0 and less than -token-ttl %s", f.refreshBefore, f.tokenTTL)

@@ -28,6 +28,7 @@ func TestRunFlagErrorsNameTheFlag(t *testing.T) {
 		{[]string{}, "-root-cert: required"},
 		{[]string{"-root-cert", "/nonexistent"}, `-root-cert "/nonexistent"`},
 		{[]string{"-root-cert", root, "-token-ttl", "5m"}, "-token-ttl 5m0s"},
+		{[]string{"-root-cert", root, "-token-ttl", "25h"}, "-token-ttl 25h0m0s"},
 		{[]string{"-root-cert", root, "-refresh-before", "2h"}, "-refresh-before 2h0m0s"},
 		{[]string{"-root-cert", root, "-namespace-policy", badPolicy}, `"Bad_Name"`},
 		{[]string{"-root-cert", root, "-apiserver", "http://x"}, `-apiserver "http://x"`},

@@ -44,6 +44,8 @@ type Controller struct {
 	jobs    map[[2]string]*api.Job
 	records map[plan.Key]*record
 	synced  bool
+	// unwritable are the meshed groups that can have no Variable, each logged once.
+	unwritable map[plan.Key]string
 }
 
 // record is what the controller knows of one group's identity.
@@ -58,10 +60,17 @@ type record struct {
 	backoff  time.Duration
 }
 
+// MaxTTL is the longest token lifetime the controller requests; example/control-plane/rbac/controller.yaml
+// refuses its identity any longer one.
+const MaxTTL = 24 * time.Hour
+
 // New checks cfg and returns a controller.
 func New(cfg Config) (*Controller, error) {
 	if cfg.TTL < 10*time.Minute {
 		return nil, fmt.Errorf("token TTL %s: the API server issues tokens for at least 10m", cfg.TTL)
+	}
+	if cfg.TTL > MaxTTL {
+		return nil, fmt.Errorf("token TTL %s: at most %s, the lifetime the controller's admission policy allows", cfg.TTL, MaxTTL)
 	}
 	if cfg.RefreshBefore <= 0 || cfg.RefreshBefore >= cfg.TTL {
 		return nil, fmt.Errorf("refresh-before %s: must be more than 0 and less than the token TTL %s", cfg.RefreshBefore, cfg.TTL)
@@ -90,7 +99,7 @@ func (c *Controller) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case u := <-updates:
-			c.apply(u)
+			c.apply(ctx, u)
 		case <-timer.C:
 		}
 		if !c.synced {
@@ -102,7 +111,7 @@ func (c *Controller) Run(ctx context.Context) {
 }
 
 // apply records what the watcher learned and marks the groups it touches.
-func (c *Controller) apply(u watch.Update) {
+func (c *Controller) apply(ctx context.Context, u watch.Update) {
 	if !u.Snapshot {
 		k := [2]string{u.Namespace, u.ID}
 		if u.Job == nil {
@@ -121,7 +130,7 @@ func (c *Controller) apply(u watch.Update) {
 	for _, j := range u.Jobs {
 		c.jobs[[2]string{*j.Namespace, *j.ID}] = j
 	}
-	c.adopt()
+	c.adopt(ctx)
 	for _, r := range c.records {
 		r.dirty = true
 	}
@@ -130,8 +139,10 @@ func (c *Controller) apply(u watch.Update) {
 
 // adopt reads the Variables the controller wrote before (it may have restarted), so that their tokens are
 // kept until due and the ones of groups that went meanwhile are removed.
-func (c *Controller) adopt() {
-	vs, err := c.vars.List()
+func (c *Controller) adopt(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	vs, err := c.vars.List(ctx)
 	if err != nil {
 		c.cfg.Log.Warn("listing the groups' variables; orphans wait for the next resync", "error", err)
 		return
@@ -145,22 +156,44 @@ func (c *Controller) adopt() {
 			c.records[key] = r
 		}
 		r.variable = v
-		if r.token == nil && v.Items[variables.KeyToken] != "" {
-			if tok, err := apiserver.Parse(v.Items[variables.KeyToken]); err == nil {
-				r.token = &tok
-			}
+		if r.token == nil {
+			r.token = c.trusted(key, v)
 		}
 	}
+}
+
+// trusted is the token in a group's Variable when the controller may act on it: bound to the Secret the
+// controller makes for that very group, in an Istio namespace the group's Nomad namespace may claim. Anyone who
+// may write Variables in the namespace may have put the Variable there; its claims are not verified, so a
+// token naming anything else is ignored, never kept, revoked or used to release a service account.
+func (c *Controller) trusted(key plan.Key, v *api.Variable) *apiserver.Token {
+	raw := v.Items[variables.KeyToken]
+	if raw == "" {
+		return nil
+	}
+	tok, err := apiserver.Parse(raw)
+	if err != nil || !tok.BoundTo(key.Namespace, key.Job, key.Group) || c.cfg.Policy.Refusal(key.Namespace, tok.Namespace) != "" {
+		c.cfg.Log.Warn("ignoring a token in the group's variable that the controller did not mint for it",
+			"group", key.String(), "path", key.Path())
+		return nil
+	}
+	return &tok
 }
 
 // sync acts on every group that is marked or due, and returns when the next one is due.
 func (c *Controller) sync(ctx context.Context) time.Time {
 	desired := map[plan.Key]plan.Group{}
+	unwritable := map[plan.Key]string{}
 	for _, j := range c.jobs {
 		for _, g := range plan.Groups(j, c.cfg.Policy) {
+			if why := g.Unwritable(); why != "" {
+				unwritable[g.Key] = why
+				continue
+			}
 			desired[g.Key] = g
 		}
 	}
+	c.reportUnwritable(unwritable)
 	for k, g := range desired {
 		r := c.records[k]
 		if r == nil {
@@ -187,6 +220,17 @@ func (c *Controller) sync(ctx context.Context) time.Time {
 		}
 	}
 	return next
+}
+
+// reportUnwritable logs, once each, the groups the controller gives nothing because no Variable can hold even
+// the reason: their owners find it only in the controller's log.
+func (c *Controller) reportUnwritable(now map[plan.Key]string) {
+	for k, why := range now {
+		if c.unwritable[k] != why {
+			c.cfg.Log.Error("group gets no identity and no Variable; rename the job or group", "group", k.String(), "reason", why)
+		}
+	}
+	c.unwritable = now
 }
 
 // maxBackoff bounds the wait before a failing group is tried again.

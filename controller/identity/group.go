@@ -14,7 +14,7 @@ import (
 // ensure brings one wanted group to its identity: a fresh enough token in its Variable, or the reason it
 // gets none.
 func (c *Controller) ensure(ctx context.Context, r *record, desired map[plan.Key]plan.Group) error {
-	if err := c.readVariable(r); err != nil {
+	if err := c.readVariable(ctx, r); err != nil {
 		return err
 	}
 	g := r.want
@@ -30,7 +30,7 @@ func (c *Controller) ensure(ctx context.Context, r *record, desired map[plan.Key
 			return err
 		}
 		r.due = time.Now().Add(c.cfg.Resync)
-		return c.write(r, map[string]string{variables.KeyRefused: refusal,
+		return c.write(ctx, r, map[string]string{variables.KeyRefused: refusal,
 			variables.KeyNamespace: g.IstioNamespace, variables.KeyServiceAccount: g.ServiceAccount})
 	}
 	if err := c.kube.EnsureServiceAccount(ctx, g.IstioNamespace, g.ServiceAccount); err != nil {
@@ -42,7 +42,7 @@ func (c *Controller) ensure(ctx context.Context, r *record, desired map[plan.Key
 		}
 	}
 	r.due = r.token.Expires.Add(-c.cfg.RefreshBefore)
-	return c.write(r, map[string]string{
+	return c.write(ctx, r, map[string]string{
 		variables.KeyToken:          r.token.JWT,
 		variables.KeyRootCert:       c.cfg.RootCert,
 		variables.KeyNamespace:      g.IstioNamespace,
@@ -85,14 +85,14 @@ func (c *Controller) mint(ctx context.Context, r *record, desired map[plan.Key]p
 // remove takes away what the controller made for a group that is gone: its token, its service account when
 // no other group uses it, its Variable.
 func (c *Controller) remove(ctx context.Context, r *record, desired map[plan.Key]plan.Group) error {
-	if err := c.readVariable(r); err != nil && !errors.Is(err, errForeign) {
+	if err := c.readVariable(ctx, r); err != nil && !errors.Is(err, errForeign) {
 		return err
 	}
 	if err := c.revoke(ctx, r, desired); err != nil {
 		return err
 	}
 	if r.variable != nil {
-		if err := c.vars.Delete(r.variable); err != nil {
+		if err := c.vars.Delete(ctx, r.variable); err != nil {
 			return err
 		}
 		c.cfg.Log.Info("removed identity", "group", r.key.String())
@@ -108,7 +108,7 @@ func (c *Controller) revoke(ctx context.Context, r *record, desired map[plan.Key
 		return nil
 	}
 	if t.Secret != "" {
-		if err := c.kube.Revoke(ctx, t.Namespace, t.Secret); err != nil {
+		if err := c.kube.Revoke(ctx, t.Namespace, t.Secret, t.SecretUID); err != nil {
 			return err
 		}
 	}
@@ -131,11 +131,11 @@ var errForeign = errors.New("it holds keys the controller does not write")
 
 // readVariable loads the group's Variable when the record has none in hand; one the controller did not write
 // is never overwritten or deleted.
-func (c *Controller) readVariable(r *record) error {
+func (c *Controller) readVariable(ctx context.Context, r *record) error {
 	if r.variable != nil {
 		return nil
 	}
-	v, err := c.vars.Read(r.key.Namespace, r.key.Path())
+	v, err := c.vars.Read(ctx, r.key.Namespace, r.key.Path())
 	if err != nil {
 		return err
 	}
@@ -144,17 +144,15 @@ func (c *Controller) readVariable(r *record) error {
 			r.key.Path(), r.key.Namespace, errForeign)
 	}
 	r.variable = v
-	if v != nil && r.token == nil && v.Items[variables.KeyToken] != "" {
-		if tok, err := apiserver.Parse(v.Items[variables.KeyToken]); err == nil {
-			r.token = &tok
-		}
+	if v != nil && r.token == nil {
+		r.token = c.trusted(r.key, v)
 	}
 	return nil
 }
 
 // write stores the group's Variable when its content changed.
-func (c *Controller) write(r *record, items map[string]string) error {
-	v, err := c.vars.Write(r.key.Namespace, r.key.Path(), items, r.variable)
+func (c *Controller) write(ctx context.Context, r *record, items map[string]string) error {
+	v, err := c.vars.Write(ctx, r.key.Namespace, r.key.Path(), items, r.variable)
 	if err != nil {
 		return err
 	}

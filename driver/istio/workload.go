@@ -26,7 +26,13 @@ func ServiceAccount(configured string) string {
 	return DefaultServiceAccount
 }
 
-var notLabel = regexp.MustCompile(`[^a-z0-9-]+`)
+var (
+	notLabel = regexp.MustCompile(`[^a-z0-9-]+`)
+	dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+)
+
+// IsDNSLabel reports whether s is an RFC 1123 DNS label, as Kubernetes names a namespace.
+func IsDNSLabel(s string) bool { return dnsLabel.MatchString(s) }
 
 // DNSLabel folds a Nomad name (which may hold '.', '_' or capitals) into a DNS label, or fallback when nothing
 // of it is left.

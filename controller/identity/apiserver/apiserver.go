@@ -35,20 +35,34 @@ type Client struct {
 func (c *Client) EnsureNamespace(ctx context.Context, ns string) (refusal string, err error) {
 	got, err := c.Kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
 	if err == nil {
-		if got.Labels[MeshLabel] != "true" {
-			return fmt.Sprintf("Istio namespace %q exists without the label %s=true, so the controller may not "+
-				"act in it; an operator may label it (kubectl label namespace %s %s=true)", ns, MeshLabel, ns, MeshLabel), nil
-		}
-		return "", nil
+		return unlabelled(got), nil
 	}
 	if !apierrors.IsNotFound(err) {
 		return "", fmt.Errorf("namespace %s: %w", ns, err)
 	}
 	obj := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{MeshLabel: "true"}}}
-	if _, err := c.Kube.CoreV1().Namespaces().Create(ctx, obj, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+	_, err = c.Kube.CoreV1().Namespaces().Create(ctx, obj, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		// Someone else made it meanwhile, perhaps without the label: judge it as if it had been there.
+		got, err = c.Kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+		if err != nil {
+			return "", fmt.Errorf("namespace %s: %w", ns, err)
+		}
+		return unlabelled(got), nil
+	}
+	if err != nil {
 		return "", fmt.Errorf("creating namespace %s: %w", ns, err)
 	}
 	return "", nil
+}
+
+// unlabelled is the refusal for an existing namespace without the mesh label, empty when it has it.
+func unlabelled(got *corev1.Namespace) string {
+	if got.Labels[MeshLabel] == "true" {
+		return ""
+	}
+	return fmt.Sprintf("Istio namespace %q exists without the label %s=true, so the controller may not "+
+		"act in it; an operator may label it (kubectl label namespace %s %s=true)", got.Name, MeshLabel, got.Name, MeshLabel)
 }
 
 // EnsureServiceAccount creates service account sa in ns, marked as the controller's, if it is missing.

@@ -91,7 +91,9 @@ func (c *Client) freshSecret(ctx context.Context, g Group, name string) (types.U
 	secrets := c.Kube.CoreV1().Secrets(g.Namespace)
 	got, err := secrets.Create(ctx, obj, metav1.CreateOptions{})
 	if apierrors.IsAlreadyExists(err) {
-		if err = c.Revoke(ctx, g.Namespace, name); err == nil {
+		// The name is this group's alone and the admission policy lets the controller delete only Secrets it
+		// labelled, so the one in the way is this group's from before.
+		if err = c.Revoke(ctx, g.Namespace, name, ""); err == nil {
 			got, err = secrets.Create(ctx, obj, metav1.CreateOptions{})
 		}
 	}
@@ -101,17 +103,27 @@ func (c *Client) freshSecret(ctx context.Context, g Group, name string) (types.U
 	return got.UID, nil
 }
 
-// Revoke deletes a token's bound Secret: the API server refuses the token from then on.
-func (c *Client) Revoke(ctx context.Context, ns, secret string) error {
-	err := c.Kube.CoreV1().Secrets(ns).Delete(ctx, secret, metav1.DeleteOptions{})
+// Revoke deletes a token's bound Secret: the API server refuses the token from then on. With uid set, only the
+// Secret of that UID is deleted, never one that replaced it; empty uid is for a Secret the controller just
+// found in its own way.
+func (c *Client) Revoke(ctx context.Context, ns, secret string, uid types.UID) error {
+	opts := metav1.DeleteOptions{}
+	if uid != "" {
+		opts.Preconditions = &metav1.Preconditions{UID: &uid}
+	}
+	err := c.Kube.CoreV1().Secrets(ns).Delete(ctx, secret, opts)
+	if apierrors.IsConflict(err) {
+		return nil // another Secret of that name: the one the token was bound to is gone already
+	}
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("revoking: deleting secret %s/%s: %w", ns, secret, err)
 	}
 	return nil
 }
 
-// Parse reads back what a token the controller minted is bound to and when it expires, from its claims; the
-// signature is the API server's business. It lets a restarted controller keep the tokens it wrote.
+// Parse reads back what a token claims to be bound to and when it expires. The claims are not verified (the
+// signature is the API server's business) and a Variable's author may forge them: a caller trusts them only
+// for the group the Secret's name is derived from (see Token.BoundTo).
 func Parse(jwt string) (Token, error) {
 	parts := strings.Split(jwt, ".")
 	if len(parts) != 3 {
@@ -139,4 +151,11 @@ func Parse(jwt string) (Token, error) {
 	}
 	return Token{JWT: jwt, Expires: time.Unix(c.Exp, 0), Namespace: c.Kube.Namespace,
 		ServiceAccount: c.Kube.ServiceAccount.Name, Secret: c.Kube.Secret.Name, SecretUID: c.Kube.Secret.UID}, nil
+}
+
+// BoundTo reports whether t names the Secret the controller makes for the Nomad group, with a UID. A token read
+// back from a Variable is used (kept, revoked) only then: the name is derived from the group, so forged claims
+// can at most name that group's own Secret.
+func (t Token) BoundTo(nomadNamespace, job, group string) bool {
+	return t.Secret == SecretName(nomadNamespace, job, group) && t.SecretUID != ""
 }

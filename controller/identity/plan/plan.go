@@ -5,9 +5,11 @@ package plan
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 
 	"github.com/hashicorp/nomad/api"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/istio-sidecar/istio-sidecar/controller/identity/policy"
 	"github.com/istio-sidecar/istio-sidecar/driver/istio"
@@ -24,6 +26,23 @@ type Key struct {
 // Path is the group's Variable, the one Nomad lets only that group's tasks read.
 func (k Key) Path() string { return "nomad/jobs/" + k.Job + "/" + k.Group }
 
+// variablePath is the pattern Nomad v1.6.3 requires of a whole Variable path (nomad/structs/variables.go).
+var variablePath = regexp.MustCompile(`^[a-zA-Z0-9-_~/]{1,128}$`)
+
+// Unwritable is why the group can have no Variable of its own, so that not even a refusal can reach its owner;
+// empty when it can. A group name with '/' is refused so: job "a" group "b/c" and job "a/b" group "c" would
+// share nomad/jobs/a/b/c, and no group may read or take another's.
+func (k Key) Unwritable() string {
+	if strings.Contains(k.Group, "/") {
+		return fmt.Sprintf("group name %q holds '/': its Variable %s could be another job's group's", k.Group, k.Path())
+	}
+	if !variablePath.MatchString(k.Path()) {
+		return fmt.Sprintf("Variable path %q (job %q, group %q) is not one Nomad accepts: at most 128 of "+
+			"letters, digits, '-', '_', '~' and '/'", k.Path(), k.Job, k.Group)
+	}
+	return ""
+}
+
 func (k Key) String() string { return k.Namespace + "/" + k.Job + "/" + k.Group }
 
 // Group is what a meshed group should have.
@@ -35,7 +54,8 @@ type Group struct {
 }
 
 // Groups plans every meshed group of a job; a stopped or dead job has none. Nor has a child of a periodic or
-// parameterized job: Nomad's workload identity gives a child its parent's Variables, so the parent's stand.
+// parameterized job: Nomad's workload identity names a child by its parent's job ID, so the child's templates
+// read the parent's Variable (they use NOMAD_JOB_PARENT_ID when it is set), which the parent's plan provides.
 func Groups(job *api.Job, p *policy.Policy) []Group {
 	if job == nil || job.ID == nil || job.Namespace == nil || stopped(job) {
 		return nil
@@ -53,6 +73,9 @@ func Groups(job *api.Job, p *policy.Policy) []Group {
 			continue
 		}
 		g.Key.Job = *job.ID
+		if g.Refused == "" {
+			g.Refused = invalid(g)
+		}
 		if g.Refused == "" {
 			g.Refused = p.Refusal(g.Namespace, g.IstioNamespace)
 		}
@@ -114,4 +137,16 @@ func identity(nomadNamespace string, config map[string]interface{}) (ns, sa stri
 		return "", "", err
 	}
 	return istio.Namespace(configuredNS, nomadNamespace), istio.ServiceAccount(configuredSA), nil
+}
+
+// invalid is why the API server would reject the group's names, decided before anything is made for it.
+func invalid(g Group) string {
+	if !istio.IsDNSLabel(g.IstioNamespace) {
+		return fmt.Sprintf("namespace %q is not a DNS label (at most 63 lower-case letters, digits and '-', "+
+			"starting and ending with a letter or digit)", g.IstioNamespace)
+	}
+	if errs := validation.IsDNS1123Subdomain(g.ServiceAccount); len(errs) > 0 {
+		return fmt.Sprintf("service_account %q is not a DNS-1123 subdomain: %s", g.ServiceAccount, strings.Join(errs, "; "))
+	}
+	return ""
 }

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/hashicorp/nomad/api"
+
+	"github.com/istio-sidecar/istio-sidecar/controller/identity/policy"
 )
 
 func job(ns, id string, groups map[string][]*api.Task) *api.Job {
@@ -25,7 +27,11 @@ func TestGroupsComputeWhatTheDriverComputes(t *testing.T) {
 		"frontend": {{Name: "app", Driver: "exec"}, sidecar(nil)},
 		"batch":    {{Name: "app", Driver: "exec"}},
 	})
-	got := Groups(j, nil)
+	p, err := policy.Parse([]byte(`{"Team_A": ["team-a"]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := Groups(j, p)
 	if len(got) != 1 {
 		t.Fatalf("groups = %+v, want only the meshed one", got)
 	}
@@ -47,6 +53,11 @@ func TestGroupsRefuse(t *testing.T) {
 		"another namespace": {[]*api.Task{sidecar(map[string]interface{}{"namespace": "payments"})}, `"payments"`},
 		"interpolated":      {[]*api.Task{sidecar(map[string]interface{}{"service_account": "${NOMAD_JOB_ID}"})}, "interpolate"},
 		"not a string":      {[]*api.Task{sidecar(map[string]interface{}{"namespace": 3.0})}, "not a string"},
+		"bad service account": {[]*api.Task{sidecar(map[string]interface{}{"service_account": "Web_Frontend"})},
+			`service_account "Web_Frontend"`},
+		"long service account": {[]*api.Task{sidecar(map[string]interface{}{"service_account": strings.Repeat("a", 254)})},
+			"service_account"},
+		"bad namespace": {[]*api.Task{sidecar(map[string]interface{}{"namespace": "Team_A"})}, `namespace "Team_A"`},
 		"two identities": {[]*api.Task{sidecar(nil),
 			{Name: "other", Driver: Driver, Config: map[string]interface{}{"service_account": "web"}}}, "one identity"},
 	} {
@@ -72,5 +83,22 @@ func TestStoppedJobAndChildHaveNoGroups(t *testing.T) {
 	j.ParentID = &parent
 	if got := Groups(j, nil); len(got) != 0 {
 		t.Errorf("a dispatched child has its own identity: %+v", got)
+	}
+}
+
+func TestUnwritableGroups(t *testing.T) {
+	for _, c := range []struct {
+		key  Key
+		want string
+	}{
+		{Key{"team-a", "web.v2", "g"}, `"web.v2"`},
+		{Key{"team-a", "web", strings.Repeat("g", 120)}, "at most 128"},
+		{Key{"team-a", "a", "b/c"}, `group name "b/c"`},
+		{Key{"team-a", "a/b", "c"}, ""},
+		{Key{"team-a", "web-1_~", "frontend"}, ""},
+	} {
+		if got := c.key.Unwritable(); (c.want == "") != (got == "") || !strings.Contains(got, c.want) {
+			t.Errorf("%s: Unwritable = %q, want one naming %s", c.key, got, c.want)
+		}
 	}
 }

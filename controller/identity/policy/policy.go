@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"regexp"
 	"sort"
 	"strings"
 
@@ -21,13 +20,12 @@ const Reserved = "istio-system"
 const Any = "*"
 
 // Policy maps a Nomad namespace (or Any) to the Istio namespaces its jobs may claim. The nil *Policy is the
-// default: a Nomad namespace may claim only the Istio namespace of its own name (folded into a DNS label, as
-// the driver folds it).
+// default: a Nomad namespace may claim only the Istio namespace of exactly its own name. Nomad's names are
+// case-sensitive and longer than a DNS label: folding them would let Team-A claim team-a's, so a Nomad namespace
+// that is not already a DNS label may claim none until the operator names one for it.
 type Policy struct {
 	allow map[string][]string
 }
-
-var dns1123Label = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
 
 // Load reads a policy file: JSON {"<nomad namespace>": ["<istio namespace>", ...]}, "*" allowed as a key.
 func Load(path string) (*Policy, error) {
@@ -54,7 +52,7 @@ func Parse(data []byte) (*Policy, error) {
 			return nil, fmt.Errorf("namespace policy: key %q: the Nomad namespace %s is reserved for the control plane", nomad, Reserved)
 		}
 		for _, ns := range istioNamespaces {
-			if !dns1123Label.MatchString(ns) {
+			if !istio.IsDNSLabel(ns) {
 				return nil, fmt.Errorf("namespace policy: %q: Istio namespace %q is not a DNS label", nomad, ns)
 			}
 			if reservedIstio(ns) {
@@ -86,9 +84,15 @@ func (p *Policy) Refusal(nomad, ns string) string {
 		}
 	}
 	how := fmt.Sprintf("an operator may add %q to the entry for %q in the controller's -namespace-policy", ns, nomad)
-	if p == nil {
+	switch {
+	case p == nil && len(allowed) == 0:
+		return fmt.Sprintf("Nomad namespace %q is not a DNS label, so the default policy lets it claim no Istio "+
+			"namespace; an operator may add an explicit entry {%q: [%q]} to the controller's -namespace-policy", nomad, nomad, ns)
+	case p == nil:
 		how = fmt.Sprintf("the default policy allows only %q; an operator may allow more with the controller's "+
 			"-namespace-policy", allowed[0])
+	case len(allowed) == 0:
+		allowed = []string{"none"}
 	}
 	return fmt.Sprintf("Nomad namespace %q may not claim Istio namespace %q (allowed: %s); %s",
 		nomad, ns, strings.Join(allowed, ", "), how)
@@ -97,7 +101,10 @@ func (p *Policy) Refusal(nomad, ns string) string {
 // Allowed lists the Istio namespaces Nomad namespace nomad may claim, sorted.
 func (p *Policy) Allowed(nomad string) []string {
 	if p == nil {
-		return []string{istio.Namespace("", nomad)}
+		if !istio.IsDNSLabel(nomad) {
+			return nil
+		}
+		return []string{nomad}
 	}
 	set := map[string]bool{}
 	for _, key := range []string{nomad, Any} {

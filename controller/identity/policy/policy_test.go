@@ -7,8 +7,14 @@ import (
 
 func TestDefaultPolicyAllowsTheSameName(t *testing.T) {
 	var p *Policy
-	if r := p.Refusal("Team_A", "team-a"); r != "" {
+	if r := p.Refusal("team-a", "team-a"); r != "" {
 		t.Errorf("team-a refused: %s", r)
+	}
+	r0 := p.Refusal("Team_A", "team-a")
+	for _, want := range []string{`"Team_A"`, "not a DNS label", "explicit entry", "-namespace-policy"} {
+		if !strings.Contains(r0, want) {
+			t.Errorf("reason %q does not say %s", r0, want)
+		}
 	}
 	r := p.Refusal("team-a", "payments")
 	for _, want := range []string{`"team-a"`, `"payments"`, "-namespace-policy"} {

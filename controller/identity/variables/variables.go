@@ -3,6 +3,7 @@
 package variables
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"strings"
@@ -18,6 +19,10 @@ const (
 	KeyServiceAccount = "service_account"
 	KeyExpires        = "expires"
 	KeyRefused        = "refused"
+	// KeyManagedBy, always ManagedBy, marks a Variable as the controller's: a job owner's Variable that happens
+	// to hold only the keys above is still never taken for one.
+	KeyManagedBy = "managed_by"
+	ManagedBy    = "istio-sidecar-controller"
 )
 
 // Prefix is where the groups' Variables live.
@@ -28,9 +33,12 @@ type Store struct {
 	Nomad *api.Client
 }
 
-// Write stores items at path in namespace ns unless prev already holds exactly them, with check-and-set on
-// prev (nil: the Variable must not exist yet), so a concurrent writer is noticed rather than overwritten.
-func (s *Store) Write(ns, path string, items map[string]string, prev *api.Variable) (*api.Variable, error) {
+// Write stores items, marked as the controller's, at path in namespace ns unless prev already holds exactly
+// them, with check-and-set on prev (nil: the Variable must not exist yet), so a concurrent writer is noticed
+// rather than overwritten.
+func (s *Store) Write(ctx context.Context, ns, path string, items map[string]string, prev *api.Variable) (*api.Variable, error) {
+	items = maps.Clone(items)
+	items[KeyManagedBy] = ManagedBy
 	if prev != nil && maps.Equal(map[string]string(prev.Items), items) {
 		return prev, nil
 	}
@@ -38,7 +46,7 @@ func (s *Store) Write(ns, path string, items map[string]string, prev *api.Variab
 	if prev != nil {
 		v.ModifyIndex = prev.ModifyIndex
 	}
-	got, _, err := s.Nomad.Variables().CheckedUpdate(v, &api.WriteOptions{Namespace: ns})
+	got, _, err := s.Nomad.Variables().CheckedUpdate(v, (&api.WriteOptions{Namespace: ns}).WithContext(ctx))
 	if err != nil {
 		return nil, fmt.Errorf("writing variable %s in namespace %s: %w", path, ns, err)
 	}
@@ -46,8 +54,8 @@ func (s *Store) Write(ns, path string, items map[string]string, prev *api.Variab
 }
 
 // Read returns the Variable at path in ns, nil when there is none.
-func (s *Store) Read(ns, path string) (*api.Variable, error) {
-	v, _, err := s.Nomad.Variables().Peek(path, &api.QueryOptions{Namespace: ns})
+func (s *Store) Read(ctx context.Context, ns, path string) (*api.Variable, error) {
+	v, _, err := s.Nomad.Variables().Peek(path, (&api.QueryOptions{Namespace: ns}).WithContext(ctx))
 	if err != nil {
 		return nil, fmt.Errorf("reading variable %s in namespace %s: %w", path, ns, err)
 	}
@@ -55,8 +63,8 @@ func (s *Store) Read(ns, path string) (*api.Variable, error) {
 }
 
 // Delete removes v unless it changed since it was read.
-func (s *Store) Delete(v *api.Variable) error {
-	_, err := s.Nomad.Variables().CheckedDelete(v.Path, v.ModifyIndex, &api.WriteOptions{Namespace: v.Namespace})
+func (s *Store) Delete(ctx context.Context, v *api.Variable) error {
+	_, err := s.Nomad.Variables().CheckedDelete(v.Path, v.ModifyIndex, (&api.WriteOptions{Namespace: v.Namespace}).WithContext(ctx))
 	if err != nil {
 		return fmt.Errorf("deleting variable %s in namespace %s: %w", v.Path, v.Namespace, err)
 	}
@@ -64,8 +72,8 @@ func (s *Store) Delete(v *api.Variable) error {
 }
 
 // List returns every group Variable the controller wrote, in all the namespaces its token may list.
-func (s *Store) List() ([]*api.Variable, error) {
-	metas, _, err := s.Nomad.Variables().PrefixList(Prefix, &api.QueryOptions{Namespace: "*"})
+func (s *Store) List(ctx context.Context) ([]*api.Variable, error) {
+	metas, _, err := s.Nomad.Variables().PrefixList(Prefix, (&api.QueryOptions{Namespace: "*"}).WithContext(ctx))
 	if err != nil {
 		return nil, fmt.Errorf("listing variables under %s: %w", Prefix, err)
 	}
@@ -74,7 +82,7 @@ func (s *Store) List() ([]*api.Variable, error) {
 		if _, _, ok := Split(m.Path); !ok {
 			continue
 		}
-		v, err := s.Read(m.Namespace, m.Path)
+		v, err := s.Read(ctx, m.Namespace, m.Path)
 		if err != nil {
 			return nil, err
 		}
@@ -85,7 +93,8 @@ func (s *Store) List() ([]*api.Variable, error) {
 	return out, nil
 }
 
-// Split reads job and group from a group Variable's path; a job ID may hold '/', a group name may not.
+// Split reads job and group from a group Variable's path. A job ID may hold '/'; a group name may too, but the
+// controller writes no Variable for such a group (plan.Key.Unwritable), so the last '/' separates them.
 func Split(path string) (job, group string, ok bool) {
 	rest, found := strings.CutPrefix(path, Prefix)
 	i := strings.LastIndexByte(rest, '/')
@@ -95,15 +104,17 @@ func Split(path string) (job, group string, ok bool) {
 	return rest[:i], rest[i+1:], true
 }
 
-// Ours tells a Variable the controller wrote from one a job's owner keeps at the same path: it holds the
-// controller's keys and nothing else. The controller never deletes any other.
+// Ours tells a Variable the controller wrote from one a job's owner keeps at the same path: it carries the
+// controller's marker and only the controller's keys. The controller never overwrites or deletes any other.
+// Anyone who may write Variables in the namespace can copy the marker: what such a Variable says of a token is
+// checked before it is acted on.
 func Ours(v *api.Variable) bool {
-	if v.Items[KeyNamespace] == "" || v.Items[KeyServiceAccount] == "" {
+	if v.Items[KeyManagedBy] != ManagedBy || v.Items[KeyNamespace] == "" || v.Items[KeyServiceAccount] == "" {
 		return false
 	}
 	for k := range v.Items {
 		switch k {
-		case KeyToken, KeyRootCert, KeyNamespace, KeyServiceAccount, KeyExpires, KeyRefused:
+		case KeyToken, KeyRootCert, KeyNamespace, KeyServiceAccount, KeyExpires, KeyRefused, KeyManagedBy:
 		default:
 			return false
 		}
