@@ -49,7 +49,25 @@ func (cp *controlPlane) testIdentityFromIstiod(t *testing.T) {
 		t.Fatalf("the workload certificate's URI SANs are %v, want exactly [%s]", uris, guideSPIFFEID)
 	}
 	t.Logf("workload certificate %s, serial %x, until %s, chains to the mesh root", uris[0], leaf.SerialNumber, leaf.NotAfter)
+	cp.requireDiscoveryFromService(t)
 	cp.runIdentityBlock(t)
+}
+
+// requireDiscoveryFromService: the address the sidecar's template read from its group's Variable is istiod's
+// Nomad service, as the controller's job found it.
+func (cp *controlPlane) requireDiscoveryFromService(t *testing.T) {
+	regs, _, err := cp.agent.Client.Services().Get(istiodJob, &api.QueryOptions{Namespace: cpNamespace})
+	if err != nil || len(regs) == 0 {
+		t.Fatalf("istiod's Nomad service: %v %v", regs, err)
+	}
+	want := fmt.Sprintf("%s:%d", regs[0].Address, regs[0].Port)
+	v, _, err := cp.agent.Client.Variables().Read("nomad/jobs/"+guideMeshedJob+"/"+exampleGroup, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := v.Items["discovery_address"]; got != want {
+		t.Errorf("the group's Variable says discovery_address %q, istiod's service is at %s", got, want)
+	}
 }
 
 // requireIstiodHealthy checks that Nomad found istiod healthy: its deployment's allocation passed the /ready check.

@@ -6,9 +6,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -28,7 +30,7 @@ import (
 // CLI's variables), the token from -nomad-token-file or NOMAD_TOKEN.
 type runFlags struct {
 	kubeconfig, apiserver, apiserverCA, clientCert, clientKey, serverName string
-	nomadTokenFile, rootCert, namespacePolicy, logLevel                   string
+	nomadTokenFile, rootCert, namespacePolicy, logLevel, discoveryAddress string
 	tokenTTL, refreshBefore, resync                                       time.Duration
 	reg                                                                   registrationFlags
 	restConfig                                                            *rest.Config // made by config
@@ -46,6 +48,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.serverName, "tls-server-name", "", "`NAME` the API server's certificate must carry, when not the URL's host")
 	fs.StringVar(&f.nomadTokenFile, "nomad-token-file", "", "`FILE` holding the controller's Nomad ACL token (else NOMAD_TOKEN)")
 	fs.StringVar(&f.rootCert, "root-cert", "", "`FILE`: the mesh root certificate (PEM) written beside each token")
+	fs.StringVar(&f.discoveryAddress, "discovery-address", "", "istiod's `HOST:PORT` (its Nomad service) for the groups' Variables (default: none; the plugin's discovery_address applies)")
 	fs.StringVar(&f.namespacePolicy, "namespace-policy", "", "JSON `FILE` {\"<nomad ns>\": [\"<istio ns>\", ...]} (default: the same name only)")
 	fs.DurationVar(&f.tokenTTL, "token-ttl", time.Hour, "lifetime of each token (at least 10m, at most 24h)")
 	fs.DurationVar(&f.refreshBefore, "refresh-before", 0, "replace a token this long before it expires (default a third of -token-ttl)")
@@ -125,6 +128,12 @@ func (f *runFlags) config(stderr io.Writer) (identity.Config, error) {
 		return cfg, fmt.Errorf("-root-cert %q: no PEM certificate in it", f.rootCert)
 	}
 	cfg.RootCert = string(root)
+	if f.discoveryAddress != "" {
+		if err := checkHostPort(f.discoveryAddress); err != nil {
+			return cfg, fmt.Errorf("-discovery-address %q: %w", f.discoveryAddress, err)
+		}
+		cfg.DiscoveryAddress = f.discoveryAddress
+	}
 	if f.namespacePolicy != "" {
 		if cfg.Policy, err = policy.Load(f.namespacePolicy); err != nil {
 			return cfg, fmt.Errorf("-namespace-policy %q: %w", f.namespacePolicy, err)
@@ -194,4 +203,19 @@ func (f *runFlags) rest() (*rest.Config, error) {
 	}
 	return &rest.Config{Host: f.apiserver, TLSClientConfig: rest.TLSClientConfig{CAFile: f.apiserverCA,
 		CertFile: f.clientCert, KeyFile: f.clientKey, ServerName: f.serverName}}, nil
+}
+
+// checkHostPort accepts what pilot-agent's discovery address is: a host (name or IP) and a port number.
+func checkHostPort(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return err
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != port {
+		return fmt.Errorf("port %q is not a number between 1 and 65535", port)
+	}
+	if host == "" || strings.ContainsAny(host, " /\"'") {
+		return fmt.Errorf("host %q is not a host name or address", host)
+	}
+	return nil
 }

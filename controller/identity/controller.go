@@ -29,6 +29,8 @@ type Config struct {
 	Policy *policy.Policy
 	// RootCert is the mesh root (PEM) every group's Variable carries, for the sidecar to verify istiod.
 	RootCert string
+	// DiscoveryAddress is istiod's HOST:PORT for the groups' Variables; "" leaves the plugin's discovery_address.
+	DiscoveryAddress string
 	// TTL is each token's requested lifetime; RefreshBefore is how long before its expiry a token is replaced.
 	TTL, RefreshBefore time.Duration
 	// Resync is how often everything is listed again, beside the event stream.

@@ -27,6 +27,9 @@ import (
 
 const testTTL = 10 * time.Minute
 
+// testDiscoveryAddress stands for istiod's address, which the controller's job renders from istiod's service.
+const testDiscoveryAddress = "192.0.2.12:15012"
+
 // env is a real API server (with the project's RBAC, as the controller's own identity) and a real Nomad server
 // with ACLs, and the controller running between them with the policy above.
 type env struct {
@@ -63,7 +66,7 @@ func startEnv(t *testing.T) *env {
 // startController runs the controller until the returned function (or the test's end) stops it.
 func (e *env) startController(t *testing.T, refreshBefore time.Duration) (stop func()) {
 	c, err := New(Config{Nomad: e.token, Kube: kubeClient(t, e.cp.ControllerKubeconfig), RootCert: string(e.cp.RootCert),
-		TTL: testTTL, RefreshBefore: refreshBefore, Resync: 10 * time.Minute, // longer than the test: events must do it
+		DiscoveryAddress: testDiscoveryAddress, TTL: testTTL, RefreshBefore: refreshBefore, Resync: 10 * time.Minute, // longer than the test: events must do it
 		Log: hclog.New(&hclog.LoggerOptions{Name: "controller", Output: testWriter{t}, Level: hclog.Info})})
 	if err != nil {
 		t.Fatal(err)
@@ -274,6 +277,9 @@ func checkToken(t *testing.T, e *env, items map[string]string, ns, sa string) st
 	}
 	if items[variables.KeyRootCert] != string(e.cp.RootCert) {
 		t.Errorf("root_cert is not the mesh root")
+	}
+	if got := items[variables.KeyDiscoveryAddress]; got != testDiscoveryAddress {
+		t.Errorf("discovery_address = %q, want istiod's %q", got, testDiscoveryAddress)
 	}
 	if items[variables.KeyNamespace] != ns || items[variables.KeyServiceAccount] != sa || items[variables.KeyRefused] != "" {
 		t.Errorf("variable = %v", items)

@@ -42,13 +42,17 @@ func (c *Controller) ensure(ctx context.Context, r *record, desired map[plan.Key
 		}
 	}
 	r.due = r.token.Expires.Add(-c.cfg.RefreshBefore)
-	return c.write(ctx, r, map[string]string{
+	items := map[string]string{
 		variables.KeyToken:          r.token.JWT,
 		variables.KeyRootCert:       c.cfg.RootCert,
 		variables.KeyNamespace:      g.IstioNamespace,
 		variables.KeyServiceAccount: g.ServiceAccount,
 		variables.KeyExpires:        r.token.Expires.UTC().Format(time.RFC3339),
-	})
+	}
+	if c.cfg.DiscoveryAddress != "" {
+		items[variables.KeyDiscoveryAddress] = c.cfg.DiscoveryAddress
+	}
+	return c.write(ctx, r, items)
 }
 
 // fresh reports whether the group's token is for what it wants now and not yet due for refresh.

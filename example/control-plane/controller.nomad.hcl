@@ -101,12 +101,26 @@ job "istio-sidecar-controller" {
           "-nomad-token-file=${NOMAD_SECRETS_DIR}/nomad-token",
           "-root-cert=${NOMAD_SECRETS_DIR}/root-cert.pem",
           "-token-ttl=${var.token_ttl}",
+          # istiod's address from its Nomad service (below), for the groups' Variables: their templates cannot
+          # read a service of istio-system.
+          "-discovery-address=${ISTIOD_ADDR}",
           ], var.refresh_before == "" ? [] : ["-refresh-before=${var.refresh_before}"],
         var.namespace_policy == "" ? [] : ["-namespace-policy=${NOMAD_TASK_DIR}/namespace-policy.json"])
       }
 
       env {
         NOMAD_ADDR = var.nomad_addr
+      }
+
+      # istiod's address, from its Nomad service in this namespace; a move restarts the controller, which writes
+      # the new address into every group's Variable. Empty until istiod is registered.
+      template {
+        destination = "local/istiod.env"
+        env         = true
+        change_mode = "restart"
+        data        = <<-EOT
+          ISTIOD_ADDR={{ with nomadService "istiod" }}{{ with index . 0 }}{{ .Address }}:{{ .Port }}{{ end }}{{ end }}
+        EOT
       }
 
       template {

@@ -19,6 +19,9 @@ const (
 	KeyServiceAccount = "service_account"
 	KeyExpires        = "expires"
 	KeyRefused        = "refused"
+	// KeyDiscoveryAddress is istiod's address as the controller's job found it in Nomad's catalog, which a
+	// meshed group's template cannot read (its services are in istio-system); absent when it was not given.
+	KeyDiscoveryAddress = "discovery_address"
 	// KeyManagedBy, always ManagedBy, marks a Variable as the controller's: a job owner's Variable that happens
 	// to hold only the keys above is still never taken for one.
 	KeyManagedBy = "managed_by"
@@ -114,7 +117,7 @@ func Ours(v *api.Variable) bool {
 	}
 	for k := range v.Items {
 		switch k {
-		case KeyToken, KeyRootCert, KeyNamespace, KeyServiceAccount, KeyExpires, KeyRefused, KeyManagedBy:
+		case KeyToken, KeyRootCert, KeyNamespace, KeyServiceAccount, KeyExpires, KeyRefused, KeyManagedBy, KeyDiscoveryAddress:
 		default:
 			return false
 		}
