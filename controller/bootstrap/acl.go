@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/hashicorp/nomad/api"
+
+	"github.com/istio-sidecar/istio-sidecar/controller/nomaderr"
 )
 
 // ControllerPolicyName names the controller's Nomad ACL policy and its token.
@@ -60,7 +62,7 @@ func (b *run) ensurePolicy() error {
 	if aclDisabled(err) {
 		return errACLDisabled
 	}
-	if err != nil && statusCode(err) != 404 && !strings.Contains(err.Error(), "not found") {
+	if err != nil && nomaderr.Status(err) != 404 && !strings.Contains(err.Error(), "not found") {
 		return fmt.Errorf("reading ACL policy %s: %w", ControllerPolicyName, err)
 	}
 	if have != nil && have.Rules == ControllerPolicy {

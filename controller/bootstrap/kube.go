@@ -20,6 +20,8 @@ import (
 
 	"github.com/istio-sidecar/istio-sidecar/controller/pki"
 	"github.com/istio-sidecar/istio-sidecar/example/control-plane/rbac"
+
+	"github.com/istio-sidecar/istio-sidecar/controller/nomaderr"
 )
 
 // APIServerService is the API server's Nomad service (example/control-plane/kube-apiserver.nomad.hcl).
@@ -38,7 +40,7 @@ type kube struct {
 // apiServerAddress is the first registered address of the API server's service, "" while there is none.
 func (b *run) apiServerAddress() (string, error) {
 	regs, _, err := b.nomad.Services().Get(APIServerService, &api.QueryOptions{Namespace: Namespace})
-	if err != nil && statusCode(err) != 404 {
+	if err != nil && nomaderr.Status(err) != 404 {
 		return "", fmt.Errorf("looking up Nomad service %s@%s: %w", APIServerService, Namespace, err)
 	}
 	if len(regs) == 0 {

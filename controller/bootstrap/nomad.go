@@ -7,19 +7,12 @@ import (
 	"strings"
 
 	"github.com/hashicorp/nomad/api"
+
+	"github.com/istio-sidecar/istio-sidecar/controller/nomaderr"
 )
 
 // Namespace is the Nomad namespace of the control plane's jobs and of their Variables.
 const Namespace = "istio-system"
-
-// statusCode is the HTTP status of a Nomad API error, 0 when there is none.
-func statusCode(err error) int {
-	var ue api.UnexpectedResponseError
-	if errors.As(err, &ue) {
-		return ue.StatusCode()
-	}
-	return 0
-}
 
 // ensureNamespace creates the control plane's Nomad namespace when it does not exist.
 func (b *run) ensureNamespace() error {
@@ -28,10 +21,10 @@ func (b *run) ensureNamespace() error {
 		b.logf("nomad: namespace %s exists", Namespace)
 		return nil
 	}
-	if statusCode(err) == 403 {
+	if nomaderr.Status(err) == 403 {
 		return fmt.Errorf("reading Nomad namespace %s: %w: bootstrap needs a management token in NOMAD_TOKEN", Namespace, err)
 	}
-	if statusCode(err) != 404 && !strings.Contains(err.Error(), "not found") {
+	if nomaderr.Status(err) != 404 && !strings.Contains(err.Error(), "not found") {
 		return fmt.Errorf("reading Nomad namespace %s: %w", Namespace, err)
 	}
 	ns := &api.Namespace{Name: Namespace, Description: "the istio-sidecar control plane: etcd, kube-apiserver, istiod, the controller"}

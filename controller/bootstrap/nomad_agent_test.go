@@ -14,6 +14,8 @@ import (
 	"github.com/hashicorp/nomad/api"
 
 	"github.com/istio-sidecar/istio-sidecar/internal/testenv"
+
+	"github.com/istio-sidecar/istio-sidecar/internal/nomadtest"
 )
 
 // devAgent runs `nomad agent -dev` on loopback, with ACLs on when acl says so, and returns a client (holding the
@@ -67,7 +69,7 @@ disable_update_check = true
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, time.Minute, "the dev agent's leader", func() error {
+	nomadtest.Eventually(t, time.Minute, "the dev agent's leader", func() error {
 		select {
 		case <-exited:
 			return fmt.Errorf("agent exited")
@@ -83,7 +85,7 @@ disable_update_check = true
 		}
 		return err
 	})
-	waitFor(t, time.Minute, "the dev agent's node ready", func() error {
+	nomadtest.Eventually(t, time.Minute, "the dev agent's node ready", func() error {
 		nodes, _, err := client.Nodes().List(nil)
 		if err == nil && (len(nodes) == 0 || nodes[0].Status != "ready") {
 			err = fmt.Errorf("nodes %v", nodes)
@@ -121,22 +123,6 @@ func freePorts(t *testing.T, n int) []int {
 		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
 	}
 	return ports
-}
-
-// waitFor polls cond until it returns nil, failing the test with its last error after timeout.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(250 * time.Millisecond) // poll interval
-	}
 }
 
 // registerAPIServer runs a raw_exec job kube-apiserver in istio-system whose Nomad service points at the test's

@@ -32,6 +32,16 @@ func newKey() (*ecdsa.PrivateKey, error) { return ecdsa.GenerateKey(elliptic.P25
 
 func serial() (*big.Int, error) { return rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 126)) }
 
+// keyAndSerial is what every new certificate starts from: its own key and a random serial.
+func keyAndSerial() (*ecdsa.PrivateKey, *big.Int, error) {
+	key, err := newKey()
+	if err != nil {
+		return nil, nil, err
+	}
+	sn, err := serial()
+	return key, sn, err
+}
+
 // caSpec is what a CA certificate says. PathLen 0 makes a CA that signs only leaves.
 type caSpec struct {
 	cn, org  string
@@ -52,11 +62,7 @@ type leafSpec struct {
 
 // newCA makes a CA signed by parent, or self-signed when parent is nil.
 func newCA(s caSpec, parent *pair) (*pair, error) {
-	key, err := newKey()
-	if err != nil {
-		return nil, err
-	}
-	sn, err := serial()
+	key, sn, err := keyAndSerial()
 	if err != nil {
 		return nil, err
 	}
@@ -76,11 +82,7 @@ func newCA(s caSpec, parent *pair) (*pair, error) {
 
 // sign makes a leaf certificate signed by ca.
 func sign(s leafSpec, ca *pair) (*pair, error) {
-	key, err := newKey()
-	if err != nil {
-		return nil, err
-	}
-	sn, err := serial()
+	key, sn, err := keyAndSerial()
 	if err != nil {
 		return nil, err
 	}

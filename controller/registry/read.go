@@ -8,6 +8,8 @@ import (
 
 	"github.com/istio-sidecar/istio-sidecar/controller/identity/policy"
 	"github.com/istio-sidecar/istio-sidecar/controller/registry/plan"
+
+	"github.com/istio-sidecar/istio-sidecar/controller/nomaderr"
 )
 
 // readAll lists what registration depends on: every provider=nomad service registration the controller's
@@ -49,7 +51,8 @@ func (c *Controller) readAll(ctx context.Context) (plan.State, error) {
 			continue
 		}
 		job, _, err := c.cfg.Nomad.Jobs().Info(reg.JobID, q(reg.Namespace))
-		if err != nil && !isNotFound(err) {
+		// Not found: deregistered between listing its services and reading it.
+		if err != nil && !nomaderr.NotFound(err) {
 			return s, fmt.Errorf("reading job %s in namespace %s: %w", reg.JobID, reg.Namespace, err)
 		}
 		s.Jobs[k] = job

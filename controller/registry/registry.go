@@ -6,7 +6,6 @@ package registry
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -167,14 +166,4 @@ func poke(kick chan<- struct{}) {
 	case kick <- struct{}{}:
 	default:
 	}
-}
-
-// isNotFound: a job deregistered between listing its services and reading it.
-func isNotFound(err error) bool {
-	var ue api.UnexpectedResponseError
-	if errors.As(err, &ue) {
-		return ue.StatusCode() == 404
-	}
-	var uep *api.UnexpectedResponseError
-	return errors.As(err, &uep) && uep.StatusCode() == 404
 }

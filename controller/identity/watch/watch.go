@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/nomad/api"
 
 	"github.com/istio-sidecar/istio-sidecar/controller/identity/policy"
+	"github.com/istio-sidecar/istio-sidecar/controller/nomaderr"
 )
 
 // Update is what the watcher learned: a full listing (Snapshot) or one job's current state (Job nil: gone).
@@ -83,7 +84,7 @@ func (w *Watcher) relist(ctx context.Context, index uint64, out chan<- Update) (
 func (w *Watcher) info(ctx context.Context, ns, id string) (*api.Job, error) {
 	job, _, err := w.Nomad.Jobs().Info(id, (&api.QueryOptions{Namespace: ns}).WithContext(ctx))
 	if err != nil {
-		if isNotFound(err) {
+		if nomaderr.NotFound(err) {
 			return nil, nil
 		}
 		return nil, fmt.Errorf("reading job %s in namespace %s: %w", id, ns, err)
