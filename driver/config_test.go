@@ -148,6 +148,7 @@ func TestTaskConfig_BadFieldsNameFieldAndValue(t *testing.T) {
 		{`labels = { app = "has space" }`, `labels["app"]: "has space"`},
 		{`instance_ip = "10.0.0.300"`, `instance_ip: "10.0.0.300"`},
 		{`discovery_address = "istiod"`, `discovery_address: "istiod"`},
+		{`discovery_address = "istiod:015012"`, `discovery_address: "istiod:015012" has no valid port`},
 		{`ca_address = "ca:0"`, `ca_address: "ca:0"`},
 		{`proxy_config = "binaryPath: /bin/sh"`, `proxy_config: binaryPath (binary_path) is set by the driver`},
 		{`proxy_config = "configPath: /tmp"`, `proxy_config: configPath (config_path) is set by the driver`},

@@ -4,14 +4,14 @@ import (
 	"fmt"
 	"net"
 	"regexp"
-	"strconv"
 	"time"
+
+	"github.com/istio-sidecar/istio-sidecar/driver/istio"
 )
 
 var (
 	// dns1123Label is Kubernetes' rule for namespaces and service accounts, which Istio puts in SPIFFE IDs.
 	dns1123Label = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
-	dnsName      = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9.]{0,251}[A-Za-z0-9])?$`)
 	// labelValue is Kubernetes' label value rule, which Istio applies to canonical names and workload labels.
 	labelValue = regexp.MustCompile(`^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$`)
 	labelKey   = regexp.MustCompile(`^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$`)
@@ -20,21 +20,14 @@ var (
 )
 
 func checkHostPort(field, v string) error {
-	host, port, err := net.SplitHostPort(v)
-	if err != nil || host == "" {
-		return fmt.Errorf("%s: %q must be host:port, such as istiod.istio-system.svc:15012", field, v)
-	}
-	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-		return fmt.Errorf("%s: %q has no valid port", field, v)
-	}
-	if net.ParseIP(host) == nil && !dnsName.MatchString(host) {
-		return fmt.Errorf("%s: %q has an invalid host", field, v)
+	if err := istio.CheckHostPort(v); err != nil {
+		return fmt.Errorf("%s: %q %w", field, v, err)
 	}
 	return nil
 }
 
 func checkDNSName(field, v string) error {
-	if !dnsName.MatchString(v) {
+	if !istio.IsDNSName(v) {
 		return fmt.Errorf("%s: %q must be a DNS name, such as cluster.local", field, v)
 	}
 	return nil
@@ -78,7 +71,7 @@ func checkIstiodSAN(v string) error {
 	if net.ParseIP(v) != nil {
 		return nil
 	}
-	if !dnsName.MatchString(v) {
+	if !istio.IsDNSName(v) {
 		return fmt.Errorf("istiod_san: %q must be a DNS name or an IP address, such as istiod.service.nomad", v)
 	}
 	return nil

@@ -6,11 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/url"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -24,6 +22,7 @@ import (
 
 	"github.com/istio-sidecar/istio-sidecar/controller/identity"
 	"github.com/istio-sidecar/istio-sidecar/controller/identity/policy"
+	"github.com/istio-sidecar/istio-sidecar/driver/istio"
 )
 
 // runFlags are `run`'s flags; the Nomad address comes from NOMAD_ADDR (and NOMAD_CACERT and the rest of the
@@ -129,7 +128,7 @@ func (f *runFlags) config(stderr io.Writer) (identity.Config, error) {
 	}
 	cfg.RootCert = string(root)
 	if f.discoveryAddress != "" {
-		if err := checkHostPort(f.discoveryAddress); err != nil {
+		if err := istio.CheckHostPort(f.discoveryAddress); err != nil {
 			return cfg, fmt.Errorf("-discovery-address %q: %w", f.discoveryAddress, err)
 		}
 		cfg.DiscoveryAddress = f.discoveryAddress
@@ -203,19 +202,4 @@ func (f *runFlags) rest() (*rest.Config, error) {
 	}
 	return &rest.Config{Host: f.apiserver, TLSClientConfig: rest.TLSClientConfig{CAFile: f.apiserverCA,
 		CertFile: f.clientCert, KeyFile: f.clientKey, ServerName: f.serverName}}, nil
-}
-
-// checkHostPort accepts what pilot-agent's discovery address is: a host (name or IP) and a port number.
-func checkHostPort(s string) error {
-	host, port, err := net.SplitHostPort(s)
-	if err != nil {
-		return err
-	}
-	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != port {
-		return fmt.Errorf("port %q is not a number between 1 and 65535", port)
-	}
-	if host == "" || strings.ContainsAny(host, " /\"'") {
-		return fmt.Errorf("host %q is not a host name or address", host)
-	}
-	return nil
 }
