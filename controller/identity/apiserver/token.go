@@ -77,7 +77,13 @@ func (c *Client) request(ctx context.Context, g Group, ttl time.Duration, secret
 	if err != nil {
 		return Token{}, fmt.Errorf("token for %s/%s: %w", g.Namespace, g.ServiceAccount, err)
 	}
-	return Token{JWT: got.Status.Token, Expires: got.Status.ExpirationTimestamp.Time, Namespace: g.Namespace,
+	// The expiry is the JWT's own exp: the API server fills status.expirationTimestamp separately, and the two
+	// can differ by a second.
+	claims, err := Parse(got.Status.Token)
+	if err != nil {
+		return Token{}, fmt.Errorf("token for %s/%s: %w", g.Namespace, g.ServiceAccount, err)
+	}
+	return Token{JWT: got.Status.Token, Expires: claims.Expires, Namespace: g.Namespace,
 		ServiceAccount: g.ServiceAccount, Secret: secret, SecretUID: uid}, nil
 }
 
