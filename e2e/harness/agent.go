@@ -74,6 +74,7 @@ func Start(t T, opts Options) *Agent {
 		opts.Name = "e2e"
 	}
 	a := newAgent(t, opts)
+	a.ManagementToken = opts.Token
 	// Registered before anything can fail, so a half-started agent is still cleaned up.
 	t.Cleanup(a.shutdown)
 	for _, d := range []string{a.DataDir, a.PluginDir} {
@@ -90,10 +91,12 @@ func Start(t T, opts Options) *Agent {
 		a.hostRules = SnapshotRules(t, "")
 	}
 	a.startListening(t)
-	if opts.ACL {
+	if opts.ACL && opts.Role.server() {
 		a.bootstrapACL(t)
 	}
-	a.WaitNodeReady(t)
+	if opts.Role.client() {
+		a.WaitNodeReady(t)
+	}
 	return a
 }
 
@@ -176,7 +179,12 @@ func (a *Agent) launch() error {
 	fmt.Fprintf(logf, "=== harness: starting %s agent -config %s (ports %+v) at %s\n",
 		a.nomad, a.ConfigPath, a.ports, time.Now().Format(time.RFC3339Nano))
 
-	cmd := exec.Command(a.nomad, "agent", "-config", a.ConfigPath)
+	argv := []string{a.nomad, "agent", "-config", a.ConfigPath}
+	if a.opts.NetnsPath != "" {
+		// nsenter rather than `ip netns exec`, which would give the agent a mount namespace of its own.
+		argv = append([]string{"nsenter", "--net=" + a.opts.NetnsPath, "--"}, argv...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = a.Dir
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = agentEnv()
@@ -201,7 +209,7 @@ func (a *Agent) launch() error {
 		close(exited)
 	}()
 
-	a.Addr = fmt.Sprintf("http://127.0.0.1:%d", a.ports.HTTP)
+	a.Addr = fmt.Sprintf("http://%s:%d", a.opts.bindAddr(), a.ports.HTTP)
 	// An explicit config, not api.DefaultConfig: a NOMAD_ADDR or NOMAD_TOKEN in the user's shell (a `make demo`
 	// agent) must not redirect the test.
 	client, err := api.NewClient(&api.Config{Address: a.Addr, TLSConfig: &api.TLSConfig{}})
@@ -266,7 +274,9 @@ func (a *Agent) Restart(t T) {
 		t.Fatalf("%v", err)
 	}
 	a.WaitLeader(t)
-	a.WaitNodeReady(t)
+	if a.opts.Role.client() {
+		a.WaitNodeReady(t)
+	}
 }
 
 // stop sends SIGINT and waits for the agent to exit, sending SIGKILL after stopGrace. A stopped agent leaves its

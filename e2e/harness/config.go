@@ -49,6 +49,42 @@ type Options struct {
 	ACL bool
 	// ExtraHCL is added verbatim at the top level of the agent's config (host volumes go in ClientHCL).
 	ExtraHCL string
+
+	// Role makes the agent a server only or a client only; the zero value is both in one process. StartCluster
+	// sets it, with the three fields below, for a server and clients each in a network namespace of its own.
+	Role Role
+	// NetnsPath is the network namespace the agent runs in (nsenter --net), "" for the caller's. The agent keeps
+	// the caller's mounts, so its allocations' namespaces and directories are where the harness looks for them.
+	NetnsPath string
+	// BindAddr is the address the agent listens on and advertises; "" means 127.0.0.1.
+	BindAddr string
+	// Interface is the client's network_interface (the one whose address its node and services get), "" for
+	// Nomad's choice.
+	Interface string
+	// Servers are the RPC addresses (HOST:PORT) a client-only agent joins.
+	Servers []string
+	// Token is the ACL token a client-only agent's API client carries: its servers' management token.
+	Token string
+}
+
+// Role is what an agent runs: a server and a client in one process, or one of them.
+type Role int
+
+const (
+	RoleServerAndClient Role = iota
+	RoleServer
+	RoleClient
+)
+
+func (r Role) server() bool { return r != RoleClient }
+func (r Role) client() bool { return r != RoleServer }
+
+// bindAddr is where the agent listens and what it advertises.
+func (o Options) bindAddr() string {
+	if o.BindAddr == "" {
+		return "127.0.0.1"
+	}
+	return o.BindAddr
 }
 
 // agentConfig renders the agent's configuration file. It is a dev-like single node (server and client in one
@@ -56,32 +92,31 @@ type Options struct {
 // restart-and-recover scenario impossible and hide leftovers.
 func (a *Agent) agentConfig() (string, error) {
 	var b strings.Builder
+	addr := a.opts.bindAddr()
 	fmt.Fprintf(&b, "name = %q\n", a.Name)
 	fmt.Fprintf(&b, "data_dir = %q\n", a.DataDir)
 	fmt.Fprintf(&b, "plugin_dir = %q\n", a.PluginDir)
-	fmt.Fprintf(&b, "bind_addr = \"127.0.0.1\"\n")
+	fmt.Fprintf(&b, "bind_addr = %q\n", addr)
 	fmt.Fprintf(&b, "log_level = %q\n", a.opts.LogLevel)
 	b.WriteString("disable_update_check = true\n")
 	fmt.Fprintf(&b, "ports {\n  http = %d\n  rpc = %d\n  serf = %d\n}\n", a.ports.HTTP, a.ports.RPC, a.ports.Serf)
-	b.WriteString("advertise {\n  http = \"127.0.0.1\"\n  rpc = \"127.0.0.1\"\n  serf = \"127.0.0.1\"\n}\n")
-	b.WriteString("server {\n  enabled = true\n  bootstrap_expect = 1\n}\n")
-	b.WriteString("client {\n  enabled = true\n")
-	fmt.Fprintf(&b, "  servers = [\"127.0.0.1:%d\"]\n", a.ports.RPC)
-	fmt.Fprintf(&b, "  cni_path = %q\n", cniPath)
-	// A cgroup parent of its own keeps this agent's cpuset partitioning (cgroups v1) and task cgroups apart from any
-	// other agent on the host; the harness removes it after shutdown.
-	fmt.Fprintf(&b, "  cgroup_parent = %q\n", a.CgroupParent)
-	if a.opts.ClientHCL != "" {
-		b.WriteString(indent(a.opts.ClientHCL, "  "))
+	fmt.Fprintf(&b, "advertise {\n  http = %q\n  rpc = %q\n  serf = %q\n}\n", addr, addr, addr)
+	if a.opts.Role.server() {
+		b.WriteString("server {\n  enabled = true\n  bootstrap_expect = 1\n}\n")
 	}
-	b.WriteString("}\n")
+	if a.opts.Role.client() {
+		a.clientConfig(&b, addr)
+	}
 	// No Consul runs in the test: keep the agent from advertising to or joining through one.
 	b.WriteString("consul {\n  auto_advertise = false\n  server_auto_join = false\n  client_auto_join = false\n}\n")
-	b.WriteString("plugin \"raw_exec\" {\n  config {\n    enabled = true\n  }\n}\n")
 	if a.opts.ACL {
 		b.WriteString(aclHCL)
 	}
 	b.WriteString(a.opts.ExtraHCL)
+	if !a.opts.Role.client() {
+		return b.String(), nil
+	}
+	b.WriteString("plugin \"raw_exec\" {\n  config {\n    enabled = true\n  }\n}\n")
 	if a.opts.PluginBin != "" {
 		body, err := hclBody(a.opts.PluginConfig)
 		if err != nil {
@@ -92,6 +127,36 @@ func (a *Agent) agentConfig() (string, error) {
 		b.WriteString("  }\n}\n")
 	}
 	return b.String(), nil
+}
+
+// clientConfig renders the client block: its servers (its own process's RPC port unless it is a client only).
+func (a *Agent) clientConfig(b *strings.Builder, addr string) {
+	servers := a.opts.Servers
+	if a.opts.Role.server() {
+		servers = []string{fmt.Sprintf("%s:%d", addr, a.ports.RPC)}
+	}
+	b.WriteString("client {\n  enabled = true\n")
+	fmt.Fprintf(b, "  servers = %s\n", mustHCL(servers))
+	fmt.Fprintf(b, "  cni_path = %q\n", cniPath)
+	if a.opts.Interface != "" {
+		fmt.Fprintf(b, "  network_interface = %q\n", a.opts.Interface)
+	}
+	// A cgroup parent of its own keeps this agent's cpuset partitioning (cgroups v1) and task cgroups apart from any
+	// other agent on the host; the harness removes it after shutdown.
+	fmt.Fprintf(b, "  cgroup_parent = %q\n", a.CgroupParent)
+	if a.opts.ClientHCL != "" {
+		b.WriteString(indent(a.opts.ClientHCL, "  "))
+	}
+	b.WriteString("}\n")
+}
+
+// mustHCL renders a value hclValue knows by its type.
+func mustHCL(v any) string {
+	s, err := hclValue(v)
+	if err != nil {
+		panic(err)
+	}
+	return s
 }
 
 // hclBody renders attributes in sorted order so that the config file is stable and diffable.
