@@ -105,6 +105,10 @@ bench: setup build standin ## Benchmarks, printed with ratios against a baseline
 	@# The control plane of example/control-plane.md on a real agent: start-up to istiod ready, memory, CSR latency.
 	$(AGENT_ENV) $(CONTROL_PLANE_E2E_ENV) go test -count=1 -timeout 20m -tags e2e -run '^$$' \
 		-bench '^BenchmarkControlPlane$$' -benchtime 1x ./e2e/
+	@# Registration at 200 Nomad services: the controller's full sync and re-sync, its and istiod's memory, and
+	@# endpoint propagation (a new allocation's proxy ready → in another proxy's config dump) over 20 allocations.
+	$(AGENT_ENV) $(CONTROL_PLANE_E2E_ENV) go test -count=1 -timeout 20m -tags e2e -run '^$$' \
+		-bench '^BenchmarkRegistration$$' -benchtime 1x ./e2e/
 	@# What each builder costs, warm and cold (about 15 minutes on 2 cores: every part built twice from nothing).
 	build/bench.sh
 

@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/istio-sidecar/istio-sidecar/controller/registry"
@@ -103,14 +104,7 @@ func TestRegistration(t *testing.T) {
 // startRegistration runs the controller's registration in the test, as the controller's API-server identity.
 func startRegistration(t *testing.T, cp *controlplane.ControlPlane, nomad *api.Client) dynamic.Interface {
 	t.Helper()
-	rc, err := clientcmd.BuildConfigFromFlags("", cp.ControllerKubeconfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dyn, err := dynamic.NewForConfig(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rc, dyn := dynamicClient(t, cp.ControllerKubeconfig)
 	kube, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		t.Fatal(err)
@@ -125,6 +119,20 @@ func startRegistration(t *testing.T, cp *controlplane.ControlPlane, nomad *api.C
 	go func() { defer close(done); c.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 	return dyn
+}
+
+// dynamicClient is the API server's configuration and a dynamic client, as the kubeconfig's identity.
+func dynamicClient(t testing.TB, kubeconfig string) (*rest.Config, dynamic.Interface) {
+	t.Helper()
+	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dyn, err := dynamic.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rc, dyn
 }
 
 // registrationOf is the allocation's registration of a service, once Nomad has it.
@@ -147,7 +155,7 @@ func registrationOf(t *testing.T, c *api.Client, service, allocID string) *api.S
 	return reg
 }
 
-func hostPort(t *testing.T, a *api.Allocation, label string) int {
+func hostPort(t testing.TB, a *api.Allocation, label string) int {
 	t.Helper()
 	for _, p := range a.AllocatedResources.Shared.Ports {
 		if p.Label == label {

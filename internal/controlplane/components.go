@@ -109,6 +109,15 @@ func (cp *ControlPlane) StartIstiod(t TB) {
 		fmt.Sprintf("--monitoringAddr=127.0.0.1:%d", freePort(t, "127.0.0.1")),
 		fmt.Sprintf("--ctrlz_port=%d", freePort(t, "127.0.0.1")))
 	waitUntil(t, p, readyTimeout, "istiod /ready", func() error { return getOK(&httpClient, "http://"+httpAddr+"/ready", "") })
+	cp.istiod = p
+}
+
+// IstiodPID is istiod's process ID, for a benchmark that weighs it; 0 before StartIstiod.
+func (cp *ControlPlane) IstiodPID() int {
+	if cp.istiod == nil {
+		return 0
+	}
+	return cp.istiod.cmd.Process.Pid
 }
 
 var httpClient = http.Client{Timeout: 5 * time.Second}

@@ -91,6 +91,7 @@ type ControlPlane struct {
 	TrustDomain, ClusterID string
 
 	istiodIP netip.Addr
+	istiod   *process // set by StartIstiod
 }
 
 // Start runs etcd, kube-apiserver and istiod in a fresh directory and waits until each is ready. Cleanup stops
