@@ -31,6 +31,8 @@ type runFlags struct {
 	kubeconfig, apiserver, apiserverCA, clientCert, clientKey, serverName string
 	nomadTokenFile, rootCert, namespacePolicy, logLevel, discoveryAddress string
 	tokenTTL, refreshBefore, resync                                       time.Duration
+	kubeQPS                                                               float64
+	kubeBurst                                                             int
 	reg                                                                   registrationFlags
 	restConfig                                                            *rest.Config // made by config
 }
@@ -53,12 +55,19 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&f.refreshBefore, "refresh-before", 0, "replace a token this long before it expires (default a third of -token-ttl)")
 	fs.DurationVar(&f.resync, "resync", 5*time.Minute, "list everything again this often, beside the event stream")
 	fs.StringVar(&f.logLevel, "log-level", "info", "trace, debug, info, warn or error")
+	// client-go's own default (5/s, burst 10) makes a full sync of a few hundred groups or services take minutes.
+	fs.Float64Var(&f.kubeQPS, "kube-api-qps", 50, "sustained requests per second to the API server")
+	fs.IntVar(&f.kubeBurst, "kube-api-burst", 100, "requests to the API server allowed in a burst above -kube-api-qps")
 	f.reg.add(fs)
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "run: unexpected argument %q\n", fs.Arg(0))
+		return exitUsage
+	}
+	if f.kubeQPS <= 0 || f.kubeBurst < 1 {
+		fmt.Fprintf(stderr, "run: -kube-api-qps %g, -kube-api-burst %d: both must be more than 0\n", f.kubeQPS, f.kubeBurst)
 		return exitUsage
 	}
 	if err := f.reg.check(); err != nil {
@@ -145,6 +154,7 @@ func (f *runFlags) config(stderr io.Writer) (identity.Config, error) {
 	if err != nil {
 		return cfg, err
 	}
+	rc.QPS, rc.Burst = float32(f.kubeQPS), f.kubeBurst
 	f.restConfig = rc
 	if cfg.Kube, err = kubernetes.NewForConfig(rc); err != nil {
 		return cfg, fmt.Errorf("API server client: %w", err)

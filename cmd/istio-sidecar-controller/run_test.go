@@ -41,6 +41,8 @@ func TestRunFlagErrorsNameTheFlag(t *testing.T) {
 		{[]string{"-root-cert", root, "-nomad-token-file", "/nonexistent"}, `-nomad-token-file "/nonexistent"`},
 		{[]string{"-root-cert", root, "-domain", ".cluster.local"}, `-domain ".cluster.local"`},
 		{[]string{"-root-cert", root, "-check-interval", "0s"}, "-check-interval 0s"},
+		{[]string{"-root-cert", root, "-kube-api-qps", "0"}, "-kube-api-qps 0"},
+		{[]string{"-root-cert", root, "-kube-api-burst", "0"}, "-kube-api-burst 0"},
 	} {
 		var stderr bytes.Buffer
 		if code := cmdRun(c.args, &bytes.Buffer{}, &stderr); code != exitUsage || !strings.Contains(stderr.String(), c.want) {
