@@ -102,7 +102,7 @@ func testCapturedConnection(t *testing.T, ns, connLog string, backendConns chan 
 	src := c.LocalAddr().String()
 	rec := waitForConnection(t, connLog, func(r connRecord) bool { return r.Src == src })
 	want := connRecord{Kind: "connection", Listener: "outbound", Port: 15001, Src: src, OriginalDst: backendAddr,
-		Outcome: "forwarded", UID: 0, SrcUID: os.Getuid()}
+		Cluster: passthroughCluster, Upstream: backendAddr, Outcome: "forwarded", UID: 0, SrcUID: os.Getuid()}
 	rec.Time, rec.Dst = "", ""
 	if rec != want {
 		t.Errorf("connection log = %+v\nwant %+v", rec, want)
