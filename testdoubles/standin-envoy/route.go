@@ -65,13 +65,16 @@ func routeOutbound(snap xds.Snapshot, dst netip.AddrPort) (cluster string, endpo
 }
 
 // listenerFor is Envoy's choice among the listeners use_original_dst hands a connection to: an exact address
-// first, then a wildcard of dst's family on dst's port. The capture listeners themselves and warming listeners
-// are not candidates.
+// first, then a wildcard of dst's family on dst's port. The capture listeners themselves (a connection to
+// 15006 is no inbound one) and warming listeners are not candidates.
 func listenerFor(entries []xds.Entry, dst netip.AddrPort) *listenerv3.Listener {
 	var wildcard *listenerv3.Listener
 	for _, e := range entries {
 		l, ok := e.Resource.(*listenerv3.Listener)
-		if !ok || e.Warming || l.GetUseOriginalDst().GetValue() {
+		if !ok || e.Warming {
+			continue
+		}
+		if _, capture := captureListener(l); capture {
 			continue
 		}
 		addrs := []*corev3.Address{l.GetAddress()}

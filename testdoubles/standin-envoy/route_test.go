@@ -92,6 +92,9 @@ func assignment(cluster string, eps ...lbEP) *endpointv3.ClusterLoadAssignment {
 func istiodSnapshot(extra ...proto.Message) xds.Snapshot {
 	virtualOutbound := &listenerv3.Listener{Name: "virtualOutbound", Address: socketAddress("0.0.0.0", 15001),
 		UseOriginalDst: wrapperspb.Bool(true), FilterChains: []*listenerv3.FilterChain{passthroughChain()}}
+	// virtualInbound's chains match on ports and end in InboundPassthroughCluster, as istiod's do.
+	virtualInbound := &listenerv3.Listener{Name: "virtualInbound", Address: socketAddress("0.0.0.0", 15006),
+		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{tcpProxyFilter(inboundPassthroughCluster)}}}}
 	tcp := outboundListener(seVIP, 9090, &listenerv3.FilterChain{Filters: []*listenerv3.Filter{tcpProxyFilter(tcpCluster)}})
 	web := outboundListener("0.0.0.0", 8080, httpChain("8080"))
 	web.DefaultFilterChain = passthroughChain()
@@ -99,7 +102,7 @@ func istiodSnapshot(extra ...proto.Message) xds.Snapshot {
 		vhost("b.default.svc.cluster.local:8080", webCluster, "b.default.svc.cluster.local", "b", "b.default", seVIP),
 		vhost("allow_any", passthroughCluster, "*"),
 	}}
-	msgs := []proto.Message{virtualOutbound, tcp, web, routes,
+	msgs := []proto.Message{virtualOutbound, virtualInbound, tcp, web, routes,
 		&clusterv3.Cluster{Name: passthroughCluster, ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST}},
 		&clusterv3.Cluster{Name: "BlackHoleCluster", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC}},
 		edsCluster(tcpCluster), edsCluster(webCluster),
@@ -179,7 +182,8 @@ func TestRouteOutbound(t *testing.T) {
 			wantCluster: passthroughCluster, wantEPs: []string{"10.9.9.9:8080"}},
 		{name: "a port with no listener: virtualOutbound's passthrough", dst: seVIP + ":1234", snap: istiodSnapshot()},
 		{name: "another address on a TCP port with only a VIP listener", dst: "10.9.9.9:9090", snap: istiodSnapshot()},
-		{name: "the capture listener's own port is no route", dst: "10.9.9.9:15001", snap: istiodSnapshot()},
+		{name: "the capture listeners' ports are no route", dst: "10.9.9.9:15001", snap: istiodSnapshot()},
+		{name: "an outbound connection to port 15006 is no inbound one", dst: "10.9.9.9:15006", snap: istiodSnapshot()},
 		{name: "no control plane's listeners at all", dst: seVIP + ":9090", snap: xds.Snapshot{}},
 		{name: "EDS has no assignment: no healthy upstream", dst: seVIP + ":9090", wantCluster: tcpCluster, wantErr: true,
 			snap: snapshotOf(append(entriesOf(istiodSnapshot()), &endpointv3.ClusterLoadAssignment{ClusterName: "other"})...)},
