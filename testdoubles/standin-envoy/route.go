@@ -45,8 +45,9 @@ func (p *proxy) upstreamFor(t transparentListener, orig netip.AddrPort) (cluster
 // routeOutbound is what Envoy does with a connection whose original destination is dst: the listener bound to
 // dst, else the one on the wildcard address and dst's port; its filter chain for dst; the cluster that chain's
 // tcp_proxy names, or the one the first route of the virtual host for dst names. cluster is "" when nothing
-// takes dst (virtualOutbound's own chain, the passthrough); else endpoints are the cluster's usable ones
-// ("host:port") or err says why there are none.
+// takes dst (virtualOutbound's own chain, the passthrough) or the route has no cluster (a direct response, which
+// the stand-in does not answer); else endpoints are the cluster's usable ones ("host:port") or err says why
+// there are none.
 //
 // The stand-in reads nothing of the connection before it routes it: it takes the client to speak plaintext
 // HTTP/1.1 where a filter chain asks (http_inspector), to send no TLS SNI, and to send as Host the address it
