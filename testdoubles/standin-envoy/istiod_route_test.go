@@ -39,6 +39,8 @@ spec: {address: %[3]s, ports: {tcp: %[4]d, web: %[4]d}, labels: {app: routed}, s
 // log names the cluster and the endpoint.
 func (s *istiodSidecar) testRoutedToEndpoint(t *testing.T) {
 	mustRun(t, "ip", "-n", s.netns, "addr", "add", routedEndpoint+"/32", "dev", "lo")
+	// A pod reaches the VIPs by its default route; without a route connect fails before the nat table sees it.
+	mustRun(t, "ip", "-n", s.netns, "route", "add", routedVIP+"/32", "via", cpHostAddr)
 	mustRun(t, "ip", "netns", "exec", s.netns, "iptables", "-t", "nat", "-A", "OUTPUT", "-p", "tcp", "-d", routedVIP,
 		"-j", "REDIRECT", "--to-ports", "15001")
 	backendConns := startBackend(t, s.netns, fmt.Sprintf("%s:%d", routedEndpoint, routedPort))
