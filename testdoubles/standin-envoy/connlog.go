@@ -20,7 +20,15 @@ type connRecord struct {
 	Dst      string `json:"dst"`           // the local address the connection landed on after the redirect
 	// OriginalDst is what SO_ORIGINAL_DST returned; "" when there was none.
 	OriginalDst string `json:"original_dst"`
-	// Outcome is "forwarded", "no_original_dst" (closed at once) or "dial_failed".
+	// Cluster is the Envoy cluster the connection went to: one of istiod's for an outbound connection its
+	// listeners and routes take, else PassthroughCluster (outbound) or InboundPassthroughCluster (inbound).
+	Cluster string `json:"cluster,omitempty"`
+	// Upstream is the address dialled: the original destination for a passthrough cluster, else one of the
+	// cluster's endpoints. The stand-in speaks to it in plaintext, originating no TLS even where Envoy would
+	// (Istio's auto mTLS to an endpoint labelled tlsMode istio).
+	Upstream string `json:"upstream,omitempty"`
+	// Outcome is "forwarded", "no_original_dst" (closed at once), "no_healthy_upstream" (the cluster has no
+	// endpoint to use, and Envoy closes the connection) or "dial_failed".
 	Outcome string `json:"outcome"`
 	Error   string `json:"error,omitempty"`
 	// UID is the stand-in's own uid: pilot-agent runs Envoy as 1337 when it runs as root with DNS capture

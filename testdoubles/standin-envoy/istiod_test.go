@@ -33,6 +33,7 @@ type istiodSidecar struct {
 	netns    string // the sidecar's network namespace
 	client   *http.Client
 	agentLog string
+	connLog  string
 }
 
 // TestStandinAgainstIstiod runs the stand-in under the real pilot-agent against a real istiod (etcd,
@@ -42,7 +43,7 @@ func TestStandinAgainstIstiod(t *testing.T) {
 	if agent == "" {
 		testenv.SkipOrFail(t, "set %s to a pilot-agent binary (build/pilot-agent.sh builds one)", envPilotAgent)
 	}
-	requireRoot(t, "ip", "go")
+	requireRoot(t, "ip", "iptables", "go")
 	bins := controlplane.BinariesFromEnv(t)
 	standin := buildStandin(t)
 	netns := testenv.NewNetns(t, "standin-cp")
@@ -52,6 +53,7 @@ func TestStandinAgainstIstiod(t *testing.T) {
 		client: &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DialContext: dialContextIn(netns.Name), DisableKeepAlives: true}}}
 	work := t.TempDir()
 	s.agentLog = filepath.Join(work, "pilot-agent.log")
+	s.connLog = filepath.Join(work, "connections.jsonl")
 	s.layout(t, work)
 	cmd := s.startAgent(t, netns.Name, agent, standin, work)
 	defer func() {
@@ -66,6 +68,7 @@ func TestStandinAgainstIstiod(t *testing.T) {
 	t.Run("ready after istiod's CDS and LDS", s.testReadyAfterIstiod)
 	t.Run("certificate over SDS verifies against the mesh root", s.testCertificate)
 	t.Run("a ServiceEntry and WorkloadEntry become an EDS endpoint", s.testServiceEntryEndpoint)
+	t.Run("a captured connection to a ServiceEntry's VIP is routed to its endpoint", s.testRoutedToEndpoint)
 	// Every typed config istiod and pilot-agent gave is one the stand-in prints in full.
 	if missing := testResolver.Missing(); len(missing) > 0 {
 		t.Errorf("typed configs config_dump printed as @type only (register them in xds/types.go): %v", missing)
@@ -98,7 +101,7 @@ func (s *istiodSidecar) startAgent(t *testing.T, ns, agent, standin, work string
 		"POD_NAME=web-0", "POD_NAMESPACE="+s.ns, "SERVICE_ACCOUNT="+meshSA, "INSTANCE_IP="+cpSidecarIP,
 		"TRUST_DOMAIN="+s.cp.TrustDomain, "ISTIO_META_CLUSTER_ID="+s.cp.ClusterID, "ISTIOD_SAN="+s.cp.IstiodSAN,
 		"JWT_POLICY=third-party-jwt", `ISTIO_METAJSON_LABELS={"app":"web"}`,
-		envControlPlane+"="+controlPlaneXDS)
+		envConnectionLog+"="+s.connLog, envControlPlane+"="+controlPlaneXDS)
 }
 
 // testNotReadyWithoutIstiod: the stand-in is up and asking, but with no CDS or LDS pilot-agent says not ready.

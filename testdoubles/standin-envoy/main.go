@@ -2,12 +2,15 @@
 // Envoy cannot be installed. pilot-agent starts it from ProxyConfig.binaryPath with Envoy's flags and the
 // bootstrap it generated; the stand-in then serves what pilot-agent and the driver look at: the admin API
 // (readiness stats, drain, quit, config_dump), the bootstrap's static health and Prometheus listeners, and
-// the 15001/15006 capture listeners, which forward to the original destination and log each connection.
+// the 15001/15006 capture listeners, which forward each connection as below and log it.
 //
 // With a control plane (the default) it subscribes over ADS through pilot-agent's XDS proxy and fetches its
 // certificates over SDS, as Envoy does (package xds), serves what it received on /config_dump and /certs, and is
-// ready, and opens 15001/15006, only once istiod's clusters and listeners have arrived. With none
-// (STANDIN_ENVOY_CONTROL_PLANE=none) it opens the capture listeners itself and is ready at once.
+// ready, and opens 15001/15006, only once istiod's clusters and listeners have arrived. It then routes an
+// outbound connection as Envoy would with what istiod gave: a mesh service's address (say a ServiceEntry's
+// VIP) reaches one of the service's healthy endpoints, round robin. It originates no TLS: it speaks plaintext to
+// the endpoint where Envoy would speak Istio's mTLS. With no control plane (STANDIN_ENVOY_CONTROL_PLANE=none) it
+// opens the capture listeners itself, is ready at once, and forwards everything to the original destination.
 //
 // It is a test tool and never a default of the plugin. See modes.go for the environment knobs.
 package main
@@ -56,6 +59,7 @@ type proxy struct {
 	quit    chan struct{}
 	ready   chan struct{} // closed when the server goes LIVE
 	xds     *xds.Client   // nil with no control plane
+	rr      roundRobin    // over a cluster's endpoints, for routed outbound connections
 
 	mu      sync.Mutex
 	closers []drainable

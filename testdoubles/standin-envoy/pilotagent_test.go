@@ -44,7 +44,7 @@ func TestPilotAgentWithStandin(t *testing.T) {
 	ns := newNetns(t, instanceIP+"/24", "10.211.0.50/32")
 	mustRun(t, "ip", "netns", "exec", ns, "iptables", "-t", "nat", "-A", "OUTPUT", "-p", "tcp", "-d", "10.211.0.50",
 		"--dport", "8080", "-m", "owner", "!", "--gid-owner", fmt.Sprint(proxyGID), "-j", "REDIRECT", "--to-ports", "15001")
-	backendConns := startBackend(t, ns)
+	backendConns := startBackend(t, ns, backendAddr)
 
 	work := t.TempDir()
 	ca, err := testenv.RootCert("standin-envoy test CA")
@@ -86,23 +86,10 @@ func TestPilotAgentWithStandin(t *testing.T) {
 }
 
 func testCapturedConnection(t *testing.T, ns, connLog string, backendConns chan net.Addr) {
-	c, err := dialIn(ns, backendAddr)
-	if err != nil {
-		t.Fatalf("dial %s: %v", backendAddr, err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.WriteString(c, "ping\n"); err != nil {
-		t.Fatal(err)
-	}
-	reply, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil || reply != "pong\n" {
-		t.Fatalf("reply %q, %v", reply, err)
-	}
-	src := c.LocalAddr().String()
+	src := pingPong(t, ns, backendAddr)
 	rec := waitForConnection(t, connLog, func(r connRecord) bool { return r.Src == src })
 	want := connRecord{Kind: "connection", Listener: "outbound", Port: 15001, Src: src, OriginalDst: backendAddr,
-		Outcome: "forwarded", UID: 0, SrcUID: os.Getuid()}
+		Cluster: passthroughCluster, Upstream: backendAddr, Outcome: "forwarded", UID: 0, SrcUID: os.Getuid()}
 	rec.Time, rec.Dst = "", ""
 	if rec != want {
 		t.Errorf("connection log = %+v\nwant %+v", rec, want)
@@ -225,13 +212,13 @@ func runAgent(t *testing.T, ns, agent, work, agentLog string, env ...string) *ex
 	return cmd
 }
 
-// startBackend listens on the original destination inside the namespace and answers "pong" to a line.
-func startBackend(t *testing.T, ns string) chan net.Addr {
+// startBackend listens on addr inside the namespace and answers "pong" to a line.
+func startBackend(t *testing.T, ns, addr string) chan net.Addr {
 	t.Helper()
 	var ln net.Listener
 	if err := inNetns(ns, func() error {
 		var err error
-		ln, err = net.Listen("tcp", backendAddr)
+		ln, err = net.Listen("tcp", addr)
 		return err
 	}); err != nil {
 		t.Fatalf("backend: %v", err)

@@ -15,9 +15,10 @@ import (
 //
 // Real Envoy gets these from istiod over LDS (virtualOutbound on 15001, virtualInbound on 15006, both with
 // use_original_dst); so does the stand-in with a control plane, opening each when LDS has it and closing it when
-// LDS drops it. With no control plane it opens both at start-up. Either way it does one thing with a connection,
-// "forward to the original destination", which is Istio's PassthroughCluster and what the driver's tests need
-// to prove that capture works; it does not route by istiod's filter chains.
+// LDS drops it. With no control plane it opens both at start-up. Inbound connections, and all of them with no
+// control plane, are forwarded to their original destination (Istio's passthrough clusters), which is what the
+// driver's tests need to prove that capture works. Outbound ones with a control plane are routed as Envoy
+// would by istiod's listeners, routes and endpoints (route.go), in plaintext; the passthrough is the fallback.
 type transparentListener struct {
 	name      string // in the connection log
 	envoyName string // in config_dump and /listeners, as Istio names them
@@ -108,7 +109,15 @@ func (p *proxy) handleTransparent(t transparentListener, c *net.TCPConn) {
 	}
 	rec.OriginalDst = orig.String()
 	rec.SrcUID = socketOwner(src, orig)
-	up, err := upstreamDialer(t, orig).Dial("tcp", orig.String())
+	var upstream string
+	rec.Cluster, upstream, err = p.upstreamFor(t, orig)
+	if err != nil {
+		rec.Outcome, rec.Error = "no_healthy_upstream", err.Error()
+		p.events.connection(rec)
+		return
+	}
+	rec.Upstream = upstream
+	up, err := upstreamDialer(t, orig).Dial("tcp", upstream)
 	if err != nil {
 		rec.Outcome, rec.Error = "dial_failed", err.Error()
 		p.events.connection(rec)
@@ -130,8 +139,8 @@ var (
 	inboundPassthroughSource6 = netip.MustParseAddr("::6")
 )
 
-// upstreamDialer dials the original destination as Envoy's passthrough clusters do: inbound connections from
-// 127.0.0.6 or ::6, outbound ones from whatever the kernel picks.
+// upstreamDialer dials a connection's upstream as Envoy's clusters do: inbound connections (to the original
+// destination) from 127.0.0.6 or ::6, outbound ones from whatever the kernel picks.
 func upstreamDialer(t transparentListener, orig netip.AddrPort) *net.Dialer {
 	d := &net.Dialer{Timeout: upstreamConnectTimeout}
 	if t.inbound {
