@@ -8,7 +8,9 @@
 // kube-apiserver, istiod, the controller; their static ports must be free, so not while a control-plane test
 // runs); runs e2e/demo/upstream.nomad.hcl and example/bridge-mode.nomad.hcl, whose app calls the upstream
 // through the sidecar; shows the identity the sidecar got from istiod (its certificate's SPIFFE ID, issuer and
-// expiry, checked against the mesh root), the proof of the call and where to look; then stops everything and
+// expiry, checked against the mesh root), the proof of the call and where to look; runs e2e/jobs/mesh-b.hcl and
+// mesh-a.hcl, whose app calls B by its mesh name, and shows the name's address from the DNS proxy, the call routed
+// to B's endpoint, B's endpoints as A's proxy received them and both identities; then stops everything and
 // checks that no process, network namespace, rule or cgroup is left. It cleans up the same way on failure and
 // on Ctrl-C.
 //
@@ -66,7 +68,8 @@ func runDemo() int {
 	case r.leftoverCount() > 0:
 		fmt.Fprintf(os.Stderr, "\ndemo: %d leftover(s) found and removed (see above)\n", r.leftoverCount())
 	case !r.Failed():
-		fmt.Println("\nDemo complete: the sidecar got its identity from istiod, the call went through it, and nothing of the demo is left.")
+		fmt.Println("\nDemo complete: the sidecars got their identities from istiod, the calls went through them (A's to B by name," +
+			" to the endpoint istiod gave A), and nothing of the demo is left.")
 	}
 	switch {
 	case errors.Is(context.Cause(ctx), errInterrupted):

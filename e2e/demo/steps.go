@@ -39,6 +39,10 @@ var steps = []func(*demo){
 	(*demo).showWhatHappened,
 	(*demo).showTaskEvents,
 	(*demo).showRules,
+	(*demo).runByName,
+	(*demo).showByName,
+	(*demo).showEndpoints,
+	(*demo).showIdentities,
 }
 
 // demo is what the steps share.
@@ -54,6 +58,8 @@ type demo struct {
 	upstream  *api.Allocation // the upstream service's allocation
 	target    string          // where the meshed client calls: the upstream's address and port
 	meshed    *api.Allocation // the example's allocation
+	// The meshed pair: A calls B by its mesh name.
+	meshA, meshB *api.Allocation
 }
 
 type binaries struct {
