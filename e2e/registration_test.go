@@ -16,8 +16,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/istio-sidecar/istio-sidecar/controller/registry"
 	"github.com/istio-sidecar/istio-sidecar/controller/registry/apply"
@@ -103,27 +101,13 @@ func TestRegistration(t *testing.T) {
 // startRegistration runs the controller's registration in the test, as the controller's API-server identity.
 func startRegistration(t *testing.T, cp *controlplane.ControlPlane, nomad *api.Client) dynamic.Interface {
 	t.Helper()
-	rc, err := clientcmd.BuildConfigFromFlags("", cp.ControllerKubeconfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dyn, err := dynamic.NewForConfig(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kube, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dyn, kube := controllerClients(t, cp)
 	c, err := registry.New(registry.Config{Nomad: nomad, Dynamic: dyn, Kube: kube, Domain: "cluster.local",
 		CheckInterval: 500 * time.Millisecond, Log: hclog.New(&hclog.LoggerOptions{Name: "registration", Output: testWriter{t}})})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); c.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	runUntilCleanup(t, c.Run)
 	return dyn
 }
 
