@@ -67,7 +67,8 @@ func registeredEndpoint(t *testing.T, agent *harness.Agent, service string, allo
 	return ap
 }
 
-// runningAllocs waits until the job has n running allocations, each with its tasks running, and returns them.
+// runningAllocs waits until the job has exactly n allocations meant to run, each running with all its tasks,
+// and returns them.
 func runningAllocs(t *testing.T, agent *harness.Agent, jobID string, n int) []*api.Allocation {
 	t.Helper()
 	var ids []string
@@ -77,16 +78,20 @@ func runningAllocs(t *testing.T, agent *harness.Agent, jobID string, n int) []*a
 			return false, err.Error()
 		}
 		ids = ids[:0]
+		wanted := 0
 		for _, s := range stubs {
-			if s.DesiredStatus == api.AllocDesiredStatusRun && s.ClientStatus == api.AllocClientStatusRunning {
+			if s.DesiredStatus != api.AllocDesiredStatusRun {
+				continue
+			}
+			wanted++
+			if s.ClientStatus == api.AllocClientStatusRunning && allTasksRunning(s.TaskStates) {
 				ids = append(ids, s.ID)
 			}
 		}
-		return len(ids) == n && len(stubs) >= n, fmt.Sprintf("%d of %d allocations running", len(ids), len(stubs))
+		return len(ids) == n && wanted == n, fmt.Sprintf("%d of %d allocations meant to run are running", len(ids), wanted)
 	})
 	out := make([]*api.Allocation, 0, n)
 	for _, id := range ids {
-		agent.WaitTaskState(t, id, proxyTask, harness.TaskStateRunning)
 		al, _, err := agent.Client.Allocations().Info(id, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -94,6 +99,28 @@ func runningAllocs(t *testing.T, agent *harness.Agent, jobID string, n int) []*a
 		out = append(out, al)
 	}
 	return out
+}
+
+func allTasksRunning(states map[string]*api.TaskState) bool {
+	for _, st := range states {
+		if st.State != harness.TaskStateRunning {
+			return false
+		}
+	}
+	return len(states) > 0
+}
+
+// waitDeployment waits until the job's latest deployment is successful: Nomad refuses to scale a job while
+// one is active.
+func waitDeployment(t *testing.T, agent *harness.Agent, jobID string) {
+	t.Helper()
+	pollUntil(t, meshTimeout, "the latest deployment of "+jobID+" successful", func() (bool, string) {
+		d, _, err := agent.Client.Jobs().LatestDeployment(jobID, nil)
+		if err != nil || d == nil {
+			return false, fmt.Sprintf("no deployment: %v", err)
+		}
+		return d.Status == api.DeploymentStatusSuccessful, d.Status + ": " + d.StatusDescription
+	})
 }
 
 // allocatedAddress is the address istiod allocated to the ServiceEntry (status.addresses), which the DNS proxy

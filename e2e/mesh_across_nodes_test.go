@@ -132,9 +132,10 @@ func (s *meshScenario) testConnectionToB(t *testing.T) {
 		t.Fatalf("B's inbound listener logged no connection forwarded to the app's port 8080: %+v", in)
 	}
 	t.Logf("B's inbound capture: %v", forwarded)
-	if logs := s.env.B.TaskLogs(t, s.b.ID, serverTask, "stdout"); !strings.Contains(logs, "GET / from 127.0.0.6:") {
-		t.Errorf("B's app saw no request from the proxy's inbound passthrough address 127.0.0.6:\n%s", logs)
-	}
+	pollUntil(t, meshTimeout, "B's app logging the request from the proxy's inbound passthrough address 127.0.0.6", func() (bool, string) {
+		logs := s.env.B.TaskLogs(t, s.b.ID, serverTask, "stdout")
+		return strings.Contains(logs, "GET / from 127.0.0.6:"), logs
+	})
 }
 
 // testPlainService: C's registration is the endpoint of C's host in A's proxy, and only while C is registered.
@@ -173,6 +174,9 @@ func (s *meshScenario) testPolicy(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("B's virtualInbound before the policy:%s", chainsSay(before))
+	if strictWithPolicy(before, allowAPolicy) {
+		t.Fatalf("B's inbound listener already enforces %s and mTLS only before the policy is applied", allowAPolicy)
+	}
 	s.env.CP.Apply(t, meshPolicy)
 	var after []harness.FilterChain
 	waitDump(t, s.b.ID, "B's inbound listener with RBAC "+allowAPolicy+" and mTLS required", func(d *harness.ConfigDump) (bool, string) {
@@ -244,6 +248,7 @@ func (s *meshScenario) testCheck(t *testing.T) {
 func (s *meshScenario) testScaleAndStop(t *testing.T) {
 	env := s.env
 	scale := func(n int) {
+		waitDeployment(t, env.B, meshBJob)
 		if _, _, err := env.B.Client.Jobs().Scale(meshBJob, exampleGroup, &n, "TestMeshAcrossNodes", false, nil, nil); err != nil {
 			t.Fatalf("scaling %s to %d: %v", meshBJob, n, err)
 		}

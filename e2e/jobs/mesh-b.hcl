@@ -30,6 +30,12 @@ job "mesh-b" {
   group "app" {
     count = var.count
 
+    # A deployment is done once the new allocations' checks have passed for a second: the scenario scales B
+    # up and down, which Nomad allows only between deployments.
+    update {
+      min_healthy_time = "1s"
+    }
+
     network {
       mode = "bridge"
       port "http" { to = 8080 }
