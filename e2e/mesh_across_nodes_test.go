@@ -121,15 +121,20 @@ func (s *meshScenario) testConnectionToB(t *testing.T) {
 	if recs := readConnLog(t, connLogPath(s.env.A, s.a.ID), s.bAddr.String()); len(recs) == 0 {
 		t.Errorf("A's proxy logged no captured connection to %s", s.bAddr)
 	}
-	in := readListenerLog(t, connLogPath(s.env.B, s.b.ID), "inbound", "")
+	// After Nomad's port mapping the connection's destination is B's namespace address and the app's port.
+	if s.b.NetworkStatus == nil || s.b.NetworkStatus.Address == "" {
+		t.Fatalf("Nomad reports no namespace address for B's allocation %s", s.b.ID)
+	}
+	app := netip.AddrPortFrom(netip.MustParseAddr(s.b.NetworkStatus.Address), 8080).String()
+	in := readListenerLog(t, connLogPath(s.env.B, s.b.ID), "inbound", app)
 	var forwarded []string
 	for _, r := range in {
-		if r.Outcome == "forwarded" && strings.HasSuffix(r.OriginalDst, ":8080") {
+		if r.Outcome == "forwarded" {
 			forwarded = append(forwarded, r.Src+" -> "+r.OriginalDst)
 		}
 	}
 	if len(forwarded) == 0 {
-		t.Fatalf("B's inbound listener logged no connection forwarded to the app's port 8080: %+v", in)
+		t.Fatalf("B's inbound listener logged no connection forwarded to the app at %s: %+v", app, in)
 	}
 	t.Logf("B's inbound capture: %v", forwarded)
 	pollUntil(t, meshTimeout, "B's app logging the request from the proxy's inbound passthrough address 127.0.0.6", func() (bool, string) {
