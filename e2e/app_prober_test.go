@@ -30,18 +30,7 @@ func TestAppProber_NomadCheckFollowsTheAppThroughTheAgent(t *testing.T) {
 		}
 	})
 
-	checkIs := func(want string) {
-		pollUntil(t, meshTimeout, "the service check to be "+want, func() (bool, string) {
-			st, err := agent.Client.Allocations().Checks(alloc.ID, nil)
-			if err != nil {
-				return false, err.Error()
-			}
-			for _, c := range st {
-				return c.Status == want, fmt.Sprintf("%s %s (HTTP %d): %s", c.Check, c.Status, c.StatusCode, c.Output)
-			}
-			return false, "no check result yet"
-		})
-	}
+	checkIs := func(want string) { waitCheck(t, agent, alloc.ID, want) }
 	checkIs("success")
 	unhealthy := filepath.Join(agent.AllocDir(alloc.ID), "alloc", "unhealthy")
 	if err := os.WriteFile(unhealthy, nil, 0o644); err != nil {
@@ -54,4 +43,19 @@ func TestAppProber_NomadCheckFollowsTheAppThroughTheAgent(t *testing.T) {
 	checkIs("success")
 	agent.StopJob(t, "app-prober")
 	agent.WaitAllocsTerminal(t, "app-prober")
+}
+
+// waitCheck waits until the allocation's (one) Nomad service check has the status ("success", "failure").
+func waitCheck(t *testing.T, agent *harness.Agent, allocID, want string) {
+	t.Helper()
+	pollUntil(t, meshTimeout, "the service check to be "+want, func() (bool, string) {
+		st, err := agent.Client.Allocations().Checks(allocID, nil)
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, c := range st {
+			return c.Status == want, fmt.Sprintf("%s %s (HTTP %d): %s", c.Check, c.Status, c.StatusCode, c.Output)
+		}
+		return false, "no check result yet"
+	})
 }

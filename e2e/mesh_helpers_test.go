@@ -150,6 +150,12 @@ func connLogPath(agent *harness.Agent, allocID string) string {
 // missing log is no records: the stand-in creates it when it starts.
 func readConnLog(t *testing.T, path, dst string) []connRecord {
 	t.Helper()
+	return readListenerLog(t, path, "outbound", dst)
+}
+
+// readListenerLog is readConnLog for the records of one listener, "outbound" or "inbound".
+func readListenerLog(t *testing.T, path, listener, dst string) []connRecord {
+	t.Helper()
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -165,7 +171,7 @@ func readConnLog(t *testing.T, path, dst string) []connRecord {
 		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
 			continue // a line being written
 		}
-		if r.Listener == "outbound" && (dst == "" || r.OriginalDst == dst) {
+		if r.Listener == listener && (dst == "" || r.OriginalDst == dst) {
 			recs = append(recs, r)
 		}
 	}

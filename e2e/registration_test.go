@@ -16,7 +16,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -104,20 +103,13 @@ func TestRegistration(t *testing.T) {
 // startRegistration runs the controller's registration in the test, as the controller's API-server identity.
 func startRegistration(t *testing.T, cp *controlplane.ControlPlane, nomad *api.Client) dynamic.Interface {
 	t.Helper()
-	rc, dyn := dynamicClient(t, cp.ControllerKubeconfig)
-	kube, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dyn, kube := controllerClients(t, cp)
 	c, err := registry.New(registry.Config{Nomad: nomad, Dynamic: dyn, Kube: kube, Domain: "cluster.local",
 		CheckInterval: 500 * time.Millisecond, Log: hclog.New(&hclog.LoggerOptions{Name: "registration", Output: testWriter{t}})})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); c.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	runUntilCleanup(t, c.Run)
 	return dyn
 }
 
