@@ -112,15 +112,22 @@ func podName(cfg *drivers.TaskConfig) string {
 	return base + "-" + short
 }
 
-// instanceIP is the workload's address as the mesh should reach it: the jobspec's instance_ip, else the
-// address of the group's network namespace, else the host address of the group's first port. Empty lets
-// pilot-agent pick from the interfaces it sees.
+// instanceIP is the proxy's own address (INSTANCE_IP, which istiod matches WorkloadEntries against): the
+// jobspec's instance_ip, else the address of the group's network namespace (Nomad's, else read from the
+// namespace), else the host address of the group's first port (host mode). Empty lets pilot-agent pick from the
+// interfaces it sees.
 func instanceIP(cfg *drivers.TaskConfig, t *taskSettings) string {
 	if t.InstanceIP != "" {
 		return t.InstanceIP
 	}
 	if ni := cfg.NetworkIsolation; ni != nil && ni.HostsConfig != nil && ni.HostsConfig.Address != "" {
 		return ni.HostsConfig.Address
+	}
+	if ni := cfg.NetworkIsolation; ni != nil && ni.Mode == drivers.NetIsolationModeGroup && ni.Path != "" {
+		// A namespace that cannot be read leaves the port's host address below.
+		if a, err := namespaceAddress(ni.Path); err == nil {
+			return a.String()
+		}
 	}
 	if r := cfg.Resources; r != nil && r.Ports != nil {
 		for _, p := range *r.Ports {

@@ -152,6 +152,17 @@ func (s *meshScenario) testPlainService(t *testing.T) {
 	cluster := fmt.Sprintf("outbound|%d||%s", cAddr.Port(), meshCHost)
 	waitEndpoints(t, s.a.ID, cluster, []netip.AddrPort{cAddr})
 	t.Logf("A's proxy: %s has endpoint %s", cluster, cAddr)
+	// C is at B's node address too. B's proxy is B's namespace address (INSTANCE_IP), so istiod does not take
+	// C's endpoint for one of B's own: the push that gave A C's endpoint gave B no inbound chain for C's port.
+	chains, err := waitDump(t, s.b.ID, "B's inbound listener", hasListener("virtualInbound")).FilterChains("virtualInbound")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range chains {
+		if c.DestinationPort == uint32(cAddr.Port()) {
+			t.Errorf("B's proxy serves C's port %d as its own (chain %q): its INSTANCE_IP is the node's address", cAddr.Port(), c.Name)
+		}
+	}
 	env.B.StopJob(t, "mesh-c")
 	waitEndpoints(t, s.a.ID, cluster, nil)
 	t.Logf("C stopped: %s has no endpoint", cluster)
