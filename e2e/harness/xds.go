@@ -5,7 +5,6 @@ import (
 	"net/netip"
 	"sort"
 
-	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -16,7 +15,6 @@ import (
 	netrbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/istio-sidecar/istio-sidecar/testdoubles/standin-envoy/xds"
 )
@@ -27,11 +25,9 @@ import (
 
 var dumpResolver = xds.NewResolver()
 
-// ConfigDump is one /config_dump?include_eds, split by section.
+// ConfigDump is one /config_dump?include_eds, split by section, with the questions e2e tests ask of it.
 type ConfigDump struct {
-	Clusters  adminv3.ClustersConfigDump
-	Endpoints adminv3.EndpointsConfigDump
-	Listeners adminv3.ListenersConfigDump
+	*xds.Dump
 }
 
 // FetchConfigDump reads the config_dump, endpoints included, of the proxy in a bridge-mode allocation, from
@@ -44,30 +40,14 @@ func FetchConfigDump(allocID string) (*ConfigDump, error) {
 	return ParseConfigDump([]byte(out))
 }
 
-// ParseConfigDump decodes Envoy's admin JSON of a ConfigDump.
+// ParseConfigDump decodes Envoy's admin JSON of a ConfigDump. It drops fields go-control-plane does not know:
+// an Envoy newer than it prints some.
 func ParseConfigDump(body []byte) (*ConfigDump, error) {
-	var dump adminv3.ConfigDump
-	if err := (protojson.UnmarshalOptions{Resolver: dumpResolver, DiscardUnknown: true}).Unmarshal(body, &dump); err != nil {
-		return nil, fmt.Errorf("decoding config_dump: %w", err)
+	d, err := xds.DecodeDump(body, protojson.UnmarshalOptions{Resolver: dumpResolver, DiscardUnknown: true})
+	if err != nil {
+		return nil, err
 	}
-	d := &ConfigDump{}
-	for _, a := range dump.GetConfigs() {
-		var target proto.Message
-		switch a.GetTypeUrl() {
-		case "type.googleapis.com/envoy.admin.v3.ClustersConfigDump":
-			target = &d.Clusters
-		case "type.googleapis.com/envoy.admin.v3.EndpointsConfigDump":
-			target = &d.Endpoints
-		case "type.googleapis.com/envoy.admin.v3.ListenersConfigDump":
-			target = &d.Listeners
-		default:
-			continue
-		}
-		if err := a.UnmarshalTo(target); err != nil {
-			return nil, fmt.Errorf("decoding %s: %w", a.GetTypeUrl(), err)
-		}
-	}
-	return d, nil
+	return &ConfigDump{Dump: d}, nil
 }
 
 // ClusterNames lists the active dynamic clusters' names (istiod's outbound|<port>|<subset>|<host>,

@@ -16,6 +16,8 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+
+	"github.com/istio-sidecar/istio-sidecar/testdoubles/standin-envoy/xds"
 )
 
 // testCertificate: the workload certificate came over SDS (config_dump's "default" secret, key redacted), names
@@ -58,8 +60,8 @@ func (s *istiodSidecar) testCertificate(t *testing.T) {
 }
 
 // defaultChain is the certificate chain of the "default" secret; its private key must read "[redacted]".
-func defaultChain(d *configDump) ([]byte, error) {
-	for _, ds := range d.secrets.GetDynamicActiveSecrets() {
+func defaultChain(d *xds.Dump) ([]byte, error) {
+	for _, ds := range d.Secrets.GetDynamicActiveSecrets() {
 		if ds.GetName() != "default" {
 			continue
 		}
@@ -133,7 +135,7 @@ func (s *istiodSidecar) testServiceEntryEndpoint(t *testing.T) {
 	before := statsOf(t, s.client, updateStatsRegex)["cluster_manager.cds.update_success"]
 	s.cp.Apply(t, fmt.Sprintf(serviceEntry, s.ns))
 	cluster := fmt.Sprintf("outbound|8080||api.%s.svc.cluster.local", s.ns)
-	var dump *configDump
+	var dump *xds.Dump
 	waitFor(t, 60*time.Second, "the WorkloadEntry as an endpoint of "+cluster, func() error {
 		var err error
 		if dump, err = fetchConfigDump(s.client, "127.0.0.1:15000"); err != nil {
@@ -152,8 +154,8 @@ func (s *istiodSidecar) testServiceEntryEndpoint(t *testing.T) {
 	}
 }
 
-func hasEndpoint(d *configDump, cluster, addr string, port uint32) error {
-	for _, e := range d.endpoints.GetDynamicEndpointConfigs() {
+func hasEndpoint(d *xds.Dump, cluster, addr string, port uint32) error {
+	for _, e := range d.Endpoints.GetDynamicEndpointConfigs() {
 		var cla endpointv3.ClusterLoadAssignment
 		if e.GetEndpointConfig().UnmarshalTo(&cla) != nil || cla.GetClusterName() != cluster {
 			continue
@@ -171,8 +173,8 @@ func hasEndpoint(d *configDump, cluster, addr string, port uint32) error {
 	return fmt.Errorf("no endpoints for %s yet", cluster)
 }
 
-func hasRoute(d *configDump, name, domain string) bool {
-	for _, r := range d.routes.GetDynamicRouteConfigs() {
+func hasRoute(d *xds.Dump, name, domain string) bool {
+	for _, r := range d.Routes.GetDynamicRouteConfigs() {
 		var rc routev3.RouteConfiguration
 		if r.GetRouteConfig().UnmarshalTo(&rc) != nil || rc.GetName() != name {
 			continue
@@ -186,9 +188,9 @@ func hasRoute(d *configDump, name, domain string) bool {
 	return false
 }
 
-func dynamicClusterNames(d *configDump) map[string]bool {
+func dynamicClusterNames(d *xds.Dump) map[string]bool {
 	out := map[string]bool{}
-	for _, c := range d.clusters.GetDynamicActiveClusters() {
+	for _, c := range d.Clusters.GetDynamicActiveClusters() {
 		var cl clusterv3.Cluster
 		if c.GetCluster().UnmarshalTo(&cl) == nil {
 			out[cl.GetName()] = true
@@ -197,9 +199,9 @@ func dynamicClusterNames(d *configDump) map[string]bool {
 	return out
 }
 
-func dynamicListenerNames(d *configDump) map[string]bool {
+func dynamicListenerNames(d *xds.Dump) map[string]bool {
 	out := map[string]bool{}
-	for _, l := range d.listeners.GetDynamicListeners() {
+	for _, l := range d.Listeners.GetDynamicListeners() {
 		var li listenerv3.Listener
 		if l.GetActiveState().GetListener().UnmarshalTo(&li) == nil {
 			out[li.GetName()] = true
