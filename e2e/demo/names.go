@@ -57,19 +57,25 @@ func (d *demo) showByName() {
 	}
 	say("In A's namespace %s resolves, through pilot-agent's DNS proxy (15053), to the address istiod allocated:", meshBHost)
 	indent(lines(out)[:1])
-	client := lines(d.agent.TaskLogs(t, a, clientTask, "stdout"))
-	say("A's app (nomad alloc logs %s %s):", a, clientTask)
-	indent(client[:min(2, len(client))])
+	// Its first calls may have failed: until B's sidecar was ready, B's cluster had no endpoint.
+	if line, ok := find(d.agent.TaskLogs(t, a, clientTask, "stdout"), "call "+meshBTarget+" ok"); ok {
+		say("A's app (nomad alloc logs %s %s):", a, clientTask)
+		indent([]string{line})
+	}
 	if d.bins.standin {
 		if line, ok := find(d.agent.TaskLogs(t, a, proxyTask, "stderr"), `"cluster":"`+meshBCluster+`"`); ok {
 			say("A's proxy took the connection on 15001 and routed it to an endpoint of B's cluster (nomad alloc logs -stderr %s %s):", a, proxyTask)
 			indent([]string{line})
 		}
 	}
+	var answered string
+	d.agent.Wait(t, callTimeout, "B's app logging A's call", func() (bool, string) {
+		line, ok := find(d.agent.TaskLogs(t, b, serverTask, "stdout"), "GET / ")
+		answered = line
+		return ok, "no GET / in its log yet"
+	})
 	say("B's app answered it (nomad alloc logs %s %s):", b, serverTask)
-	if line, ok := find(d.agent.TaskLogs(t, b, serverTask, "stdout"), "GET / "); ok {
-		indent([]string{line})
-	}
+	indent([]string{answered})
 }
 
 // showEndpoints shows B's endpoints as A's proxy received them from istiod, beside B's Nomad registration.
