@@ -63,7 +63,7 @@ func (d *demo) showByName() {
 		indent([]string{line})
 	}
 	if d.bins.standin {
-		if line, ok := find(d.agent.TaskLogs(t, a, proxyTask, "stderr"), `"cluster":"`+meshBCluster+`"`); ok {
+		if line, ok := find(d.agent.TaskLogs(t, a, proxyTask, "stderr"), `"cluster":"`+meshBCluster+`","upstream"`); ok {
 			say("A's proxy took the connection on 15001 and routed it to an endpoint of B's cluster (nomad alloc logs -stderr %s %s):", a, proxyTask)
 			indent([]string{line})
 		}
