@@ -13,13 +13,17 @@ import (
 
 // TestCluster_NodesReachEachOther proves the two-node harness the cross-node scenarios stand on: each client is
 // a node with its own address (its node attribute and its services carry it), a bridge-mode group's port is
-// reached from the other node at that address and the port Nomad mapped, and the host's own rules are untouched.
+// reached from the other node at that address and the port Nomad mapped, and the host's own rules are untouched
+// and its link and route to the nodes' network gone at the end.
 func TestCluster_NodesReachEachOther(t *testing.T) {
 	harness.RequireBridgeNetworking(t)
 	before := harness.SnapshotRules(t, "")
 	t.Cleanup(func() {
 		if d := before.Diff(harness.SnapshotRules(t, "")); len(d) > 0 {
 			t.Errorf("the cluster changed the host's rules:\n%v", d)
+		}
+		if left := harness.ClusterNetworkOnHost(); len(left) > 0 {
+			t.Errorf("the cluster's network is still on the host: %v", left)
 		}
 	})
 	c := harness.StartCluster(t, 2, harness.Options{})

@@ -44,9 +44,8 @@ type ClusterNetwork struct {
 func NewClusterNetwork(t T) *ClusterNetwork {
 	t.Helper()
 	RequireRoot(t)
-	if out, err := exec.Command("ip", "route", "get", lanHost.String()).CombinedOutput(); err == nil &&
-		!strings.Contains(string(out), " via ") && !strings.Contains(string(out), "dev lo") {
-		t.Fatalf("the host already routes %s (%s): the cluster's network would collide", lanPrefix, strings.TrimSpace(string(out)))
+	if used := ClusterNetworkOnHost(); len(used) > 0 {
+		t.Fatalf("the host already has %s (a run killed before its cleanup leaves its link; delete it): %s", lanPrefix, strings.Join(used, "; "))
 	}
 	n := &ClusterNetwork{HostIP: lanHost, lan: newLAN(t)}
 	n.lan.join(t, "", lanHost)
@@ -90,6 +89,33 @@ func (net *ClusterNetwork) Start(t T, n int, client Options) *Cluster {
 	return c
 }
 
+// ClusterNetworkOnHost lists what the host has of the cluster's network: an address in it or a route to it
+// other than the default one. Empty before a cluster starts and after it has gone.
+func ClusterNetworkOnHost() []string {
+	var used []string
+	if out, err := exec.Command("ip", "-o", "addr", "show", "to", lanPrefix.String()).Output(); err == nil {
+		used = append(used, nonEmptyLines(string(out))...)
+	}
+	if out, err := exec.Command("ip", "route", "show", "match", lanHost.String()).Output(); err == nil {
+		for _, l := range nonEmptyLines(string(out)) {
+			if !strings.HasPrefix(l, "default ") {
+				used = append(used, "route "+l)
+			}
+		}
+	}
+	return used
+}
+
+func nonEmptyLines(s string) []string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
 // lan is the bridge the cluster's namespaces hang off, in a namespace of its own.
 type lan struct {
 	ns    testenv.Netns
@@ -112,6 +138,12 @@ func (l *lan) join(t T, ns string, addr netip.Addr) {
 	if ns == "" {
 		// The host's namespace is pid 1's; its link is named so that an operator sees whose it is.
 		far, dest = "l"+strings.TrimPrefix(l.ns.Name, "islan-"), "1"
+		// Deleted now rather than with the bridge's namespace, which the kernel may tear down later.
+		t.Cleanup(func() {
+			if out, err := exec.Command("ip", "link", "delete", far).CombinedOutput(); err != nil && !strings.Contains(string(out), "Cannot find") {
+				t.Errorf("deleting the host's link %s: %v: %s", far, err, out)
+			}
+		})
 	}
 	l.ports++
 	port := fmt.Sprintf("b%d", l.ports)
