@@ -73,7 +73,9 @@ func fuzzTask(t *testing.T, body, env string, host bool) *drivers.TaskConfig {
 		ports := structs.AllocatedPorts{{Label: "o", Value: istio.OutboundCapturePort}, {Label: "i", Value: istio.InboundCapturePort}}
 		cfg.Resources = &drivers.Resources{Ports: &ports}
 	} else {
-		cfg.NetworkIsolation = &drivers.NetworkIsolationSpec{Mode: drivers.NetIsolationModeGroup, Path: "/var/run/netns/fuzz"}
+		// An address Nomad gives, so that no namespace is read for INSTANCE_IP.
+		cfg.NetworkIsolation = &drivers.NetworkIsolationSpec{Mode: drivers.NetIsolationModeGroup, Path: "/var/run/netns/fuzz",
+			HostsConfig: &drivers.HostsConfig{Address: "172.26.64.7"}}
 	}
 	if err := EncodeTaskConfigHCL(body, cfg); err != nil {
 		return nil

@@ -5,7 +5,7 @@ import (
 	"net"
 	"net/netip"
 
-	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/istio-sidecar/istio-sidecar/driver/netfilter"
 )
 
 // namespaceAddress is the group's own address: the first global unicast address in the network namespace at
@@ -14,13 +14,8 @@ import (
 // address (every meshed group on the node) for this proxy's own. A variable so that tests without root can
 // stand in for the namespace.
 var namespaceAddress = func(path string) (netip.Addr, error) {
-	netns, err := ns.GetNS(path)
-	if err != nil {
-		return netip.Addr{}, fmt.Errorf("opening network namespace %s: %w", path, err)
-	}
-	defer netns.Close()
 	var addrs []net.Addr
-	err = netns.Do(func(ns.NetNS) error {
+	err := netfilter.InNamespace(path, func() error {
 		var aerr error
 		addrs, aerr = net.InterfaceAddrs()
 		return aerr

@@ -28,21 +28,23 @@ func TestInstanceIP_GroupNamespaceBeforeTheNodeAddress(t *testing.T) {
 		want string
 	}{
 		{"the namespace's address", netip.MustParseAddr("172.26.64.9"), nil, "172.26.64.9"},
-		{"an unreadable namespace leaves the port's host address", netip.Addr{}, errors.New("gone"), "10.0.0.5"},
+		// Never the port's host address, the node's, which every group on the node shares.
+		{"an unreadable namespace fails the start", netip.Addr{}, errors.New("gone"), ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var asked string
 			namespaceAddress = func(path string) (netip.Addr, error) { asked = path; return c.addr, c.err }
-			if got := instanceIP(cfg, &taskSettings{}); got != c.want || asked != "/var/run/netns/4f1c" {
-				t.Errorf("INSTANCE_IP %q (namespace %q read), want %q", got, asked, c.want)
+			got, err := instanceIP(cfg, &taskSettings{})
+			if got != c.want || asked != "/var/run/netns/4f1c" || (err != nil) != (c.err != nil) {
+				t.Errorf("INSTANCE_IP %q, %v (namespace %q read), want %q", got, err, asked, c.want)
 			}
 		})
 	}
 	// Host mode has no namespace of its own: the node's address is the workload's.
 	host := &drivers.TaskConfig{Resources: &drivers.Resources{Ports: &ports}}
 	namespaceAddress = func(string) (netip.Addr, error) { t.Fatal("host mode read a namespace"); return netip.Addr{}, nil }
-	if got := instanceIP(host, &taskSettings{}); got != "10.0.0.5" {
-		t.Errorf("host mode INSTANCE_IP %q, want the node's 10.0.0.5", got)
+	if got, err := instanceIP(host, &taskSettings{}); got != "10.0.0.5" || err != nil {
+		t.Errorf("host mode INSTANCE_IP %q, %v, want the node's 10.0.0.5", got, err)
 	}
 }
 
@@ -56,6 +58,9 @@ func TestNamespaceAddress_ReadsTheGroupsOwnAddress(t *testing.T) {
 		want  string
 	}{
 		{"dual stack", []string{"fd00:26::9/64", "172.26.64.9/20"}, "172.26.64.9"},
+		// The kernel lists an interface's IPv4 addresses first; an IPv6-only interface before an IPv4 one is
+		// what tells the preference from taking the first address.
+		{"IPv6 on the first interface, IPv4 on a later one", []string{"fd00:26::9/64"}, "10.26.0.9"},
 		{"IPv6 only", []string{"fd00:26::9/64"}, "fd00:26::9"},
 		{"none", nil, ""},
 	} {
@@ -63,6 +68,11 @@ func TestNamespaceAddress_ReadsTheGroupsOwnAddress(t *testing.T) {
 			ns := testenv.NewNetns(t, "isaddr")
 			if len(c.addrs) > 0 {
 				ns.AddInterface(t, c.addrs...)
+			}
+			if c.want == "10.26.0.9" {
+				ns.IP(t, "link", "add", "eth2", "type", "veth", "peer", "name", "eth3")
+				ns.IP(t, "addr", "add", "10.26.0.9/24", "dev", "eth2")
+				ns.IP(t, "link", "set", "eth2", "up")
 			}
 			got, err := namespaceAddress(ns.Path)
 			if c.want == "" {

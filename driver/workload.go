@@ -1,6 +1,7 @@
 package driver
 
 import (
+	"fmt"
 	"strings"
 
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -33,6 +34,10 @@ func proxyEnvironment(cfg *drivers.TaskConfig, s *settings, t *taskSettings, mod
 	if err != nil {
 		return nil, err
 	}
+	instance, err := instanceIP(cfg, t)
+	if err != nil {
+		return nil, err
+	}
 	env, err := proxy.Environment(proxy.Workload{
 		PodName:           podName(cfg),
 		Namespace:         namespace,
@@ -41,7 +46,7 @@ func proxyEnvironment(cfg *drivers.TaskConfig, s *settings, t *taskSettings, mod
 		CanonicalService:  service,
 		CanonicalRevision: t.CanonicalRevision,
 		Labels:            map[string]string(t.Labels),
-		InstanceIP:        instanceIP(cfg, t),
+		InstanceIP:        instance,
 		InterceptionMode:  string(mode),
 		AppProbers:        probers,
 	}, proxy.Mesh{
@@ -115,26 +120,29 @@ func podName(cfg *drivers.TaskConfig) string {
 // instanceIP is the proxy's own address (INSTANCE_IP, which istiod matches WorkloadEntries against): the
 // jobspec's instance_ip, else the address of the group's network namespace (Nomad's, else read from the
 // namespace), else the host address of the group's first port (host mode). Empty lets pilot-agent pick from the
-// interfaces it sees.
-func instanceIP(cfg *drivers.TaskConfig, t *taskSettings) string {
+// interfaces it sees. A group namespace whose address cannot be read fails the start: the node's address in its
+// place would make istiod take every group on the node for this one.
+func instanceIP(cfg *drivers.TaskConfig, t *taskSettings) (string, error) {
 	if t.InstanceIP != "" {
-		return t.InstanceIP
+		return t.InstanceIP, nil
 	}
-	if ni := cfg.NetworkIsolation; ni != nil && ni.HostsConfig != nil && ni.HostsConfig.Address != "" {
-		return ni.HostsConfig.Address
+	ni := cfg.NetworkIsolation
+	if ni != nil && ni.HostsConfig != nil && ni.HostsConfig.Address != "" {
+		return ni.HostsConfig.Address, nil
 	}
-	if ni := cfg.NetworkIsolation; ni != nil && ni.Mode == drivers.NetIsolationModeGroup && ni.Path != "" {
-		// A namespace that cannot be read leaves the port's host address below.
-		if a, err := namespaceAddress(ni.Path); err == nil {
-			return a.String()
+	if ni != nil && ni.Mode == drivers.NetIsolationModeGroup && ni.Path != "" {
+		a, err := namespaceAddress(ni.Path)
+		if err != nil {
+			return "", fmt.Errorf("the group's address for INSTANCE_IP: %w", err)
 		}
+		return a.String(), nil
 	}
 	if r := cfg.Resources; r != nil && r.Ports != nil {
 		for _, p := range *r.Ports {
 			if p.HostIP != "" {
-				return p.HostIP
+				return p.HostIP, nil
 			}
 		}
 	}
-	return ""
+	return "", nil
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/nomad/api"
 
@@ -113,7 +114,9 @@ func (s *meshScenario) testBEndpoint(t *testing.T) {
 // enters B's namespace through Nomad's port mapping, is captured by B's inbound listener and reaches B's app
 // from the proxy's inbound passthrough address.
 func (s *meshScenario) testConnectionToB(t *testing.T) {
-	out, err := harness.InNetns(harness.NetnsPath(s.a.ID), "curl", "-sS", "--max-time", "10", "http://"+s.bAddr.String()+"/")
+	// A path of its own tells this request, in B's app's log, from A's app's calls to B by name.
+	path := fmt.Sprintf("/from-a-namespace-%d", time.Now().UnixNano())
+	out, err := harness.InNetns(harness.NetnsPath(s.a.ID), "curl", "-sS", "--max-time", "10", "http://"+s.bAddr.String()+path)
 	if err != nil || !strings.Contains(out, "hello from testapp") {
 		t.Fatalf("calling B at %s from A's namespace: %q, %v", s.bAddr, out, err)
 	}
@@ -137,9 +140,9 @@ func (s *meshScenario) testConnectionToB(t *testing.T) {
 		t.Fatalf("B's inbound listener logged no connection forwarded to the app at %s: %+v", app, in)
 	}
 	t.Logf("B's inbound capture: %v", forwarded)
-	pollUntil(t, meshTimeout, "B's app logging the request from the proxy's inbound passthrough address 127.0.0.6", func() (bool, string) {
+	pollUntil(t, meshTimeout, "B's app logging GET "+path+" from the proxy's inbound passthrough address 127.0.0.6", func() (bool, string) {
 		logs := s.env.B.TaskLogs(t, s.b.ID, serverTask, "stdout")
-		return strings.Contains(logs, "GET / from 127.0.0.6:"), logs
+		return strings.Contains(logs, "GET "+path+" from 127.0.0.6:"), logs
 	})
 }
 

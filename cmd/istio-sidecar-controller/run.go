@@ -37,10 +37,8 @@ type runFlags struct {
 	restConfig                                                            *rest.Config // made by config
 }
 
-func cmdRun(args []string, stdout, stderr io.Writer) int {
-	var f runFlags
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+// add registers run's flags, registration's among them.
+func (f *runFlags) add(fs *flag.FlagSet) {
 	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig `FILE` of the controller's API-server identity")
 	fs.StringVar(&f.apiserver, "apiserver", "", "API server `URL`, instead of -kubeconfig")
 	fs.StringVar(&f.apiserverCA, "apiserver-ca", "", "`FILE`: the CA of the API server's serving certificate")
@@ -59,6 +57,13 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs.Float64Var(&f.kubeQPS, "kube-api-qps", 50, "sustained requests per second to the API server")
 	fs.IntVar(&f.kubeBurst, "kube-api-burst", 100, "requests to the API server allowed in a burst above -kube-api-qps")
 	f.reg.add(fs)
+}
+
+func cmdRun(args []string, stdout, stderr io.Writer) int {
+	var f runFlags
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	f.add(fs)
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -66,7 +71,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "run: unexpected argument %q\n", fs.Arg(0))
 		return exitUsage
 	}
-	if f.kubeQPS <= 0 || f.kubeBurst < 1 {
+	if !(f.kubeQPS > 0) || f.kubeBurst < 1 { // NaN included
 		fmt.Fprintf(stderr, "run: -kube-api-qps %g, -kube-api-burst %d: both must be more than 0\n", f.kubeQPS, f.kubeBurst)
 		return exitUsage
 	}

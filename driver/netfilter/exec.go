@@ -79,7 +79,10 @@ func openNS(nsPath string) (ns.NetNS, error) {
 	return netns, nil
 }
 
-// inNS runs f on a thread inside the namespace (or here when nsPath is empty).
+// InNamespace runs f on a thread inside the network namespace at nsPath (or here when nsPath is empty); a
+// missing namespace is ErrNamespaceGone.
+func InNamespace(nsPath string, f func() error) error { return inNS(nsPath, f) }
+
 func inNS(nsPath string, f func() error) error {
 	if nsPath == "" {
 		return f()

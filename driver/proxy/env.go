@@ -90,8 +90,8 @@ func Environment(w Workload, m Mesh, n NomadMeta, proxyConfig string) (map[strin
 		// The token the template wrote is a third-party (audience-bound) JWT, as istioctl issues for VMs.
 		"JWT_POLICY":   "third-party-jwt",
 		"PROXY_CONFIG": proxyConfig,
-		// The app's probes, which pilot-agent serves on its status port, sent to the app on localhost: the
-		// workload's INSTANCE_IP may be its node's address, which only the host holds.
+		// The app's probes, which pilot-agent serves on its status port, sent to the app on localhost: in host
+		// mode INSTANCE_IP is the node's address, on which the app need not listen.
 		"ISTIO_KUBE_APP_PROBERS":                     w.AppProbers,
 		"REWRITE_PROBE_LEGACY_LOCALHOST_DESTINATION": probeLocalhost(w.AppProbers),
 	}

@@ -58,15 +58,15 @@ func (d *demo) showByName() {
 	say("In A's namespace %s resolves, through pilot-agent's DNS proxy (15053), to the address istiod allocated:", meshBHost)
 	indent(lines(out)[:1])
 	// Its first calls may have failed: until B's sidecar was ready, B's cluster had no endpoint.
-	if line, ok := find(d.agent.TaskLogs(t, a, clientTask, "stdout"), "call "+meshBTarget+" ok"); ok {
-		say("A's app (nomad alloc logs %s %s):", a, clientTask)
-		indent([]string{line})
-	}
+	say("A's app (nomad alloc logs %s %s):", a, clientTask)
+	indent([]string{"call " + meshBTarget + " ok"}) // runByName waited for this line
 	if d.bins.standin {
-		if line, ok := find(d.agent.TaskLogs(t, a, proxyTask, "stderr"), `"cluster":"`+meshBCluster+`","upstream"`); ok {
-			say("A's proxy took the connection on 15001 and routed it to an endpoint of B's cluster (nomad alloc logs -stderr %s %s):", a, proxyTask)
-			indent([]string{line})
+		line, ok := find(d.agent.TaskLogs(t, a, proxyTask, "stderr"), `"cluster":"`+meshBCluster+`","upstream"`)
+		if !ok {
+			t.Fatalf("A's proxy logged no connection routed to %s", meshBCluster)
 		}
+		say("A's proxy took the connection on 15001 and routed it to an endpoint of B's cluster (nomad alloc logs -stderr %s %s):", a, proxyTask)
+		indent([]string{line})
 	}
 	var answered string
 	d.agent.Wait(t, callTimeout, "B's app logging A's call", func() (bool, string) {
