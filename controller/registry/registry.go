@@ -39,7 +39,8 @@ type Controller struct {
 	cfg     Config
 	applier *apply.Applier
 	state   plan.State
-	read    bool // state holds a full read
+	read    bool            // state holds a full read
+	warned  map[string]bool // the last plan's warnings, already logged
 }
 
 // New checks cfg and returns a controller.
@@ -101,9 +102,15 @@ func (c *Controller) reconcile(ctx context.Context, full bool) {
 	}
 	c.readChecks(ctx, &c.state)
 	r := plan.Plan(c.state, plan.Options{Domain: c.cfg.Domain, Policy: c.cfg.Policy})
+	// A problem is logged when it appears, not at every check poll while it lasts.
+	warned := map[string]bool{}
 	for _, w := range r.Warnings {
-		c.cfg.Log.Warn("registration", "problem", w)
+		if !c.warned[w] {
+			c.cfg.Log.Warn("registration", "problem", w)
+		}
+		warned[w] = true
 	}
+	c.warned = warned
 	if err := c.applier.Apply(ctx, r.Objects); err != nil && ctx.Err() == nil {
 		c.cfg.Log.Error("writing WorkloadEntries and ServiceEntries; trying again", "error", err)
 	}

@@ -36,6 +36,7 @@ func Plan(s State, o Options) Result {
 	meshed := meshedGroups(s, o, warn)
 	services := map[[2]string]*service{}
 	endpoints := map[string][]*api.ServiceRegistration{} // meshed allocation → its registrations
+	refused := map[string]bool{}                         // meshed allocations with a registration left out
 	for _, reg := range sortedRegs(s.Services) {
 		a := s.Allocs[reg.AllocID]
 		if a == nil || s.Jobs[[2]string{reg.Namespace, reg.JobID}] == nil {
@@ -47,6 +48,11 @@ func Plan(s State, o Options) Result {
 			ns = m.IstioNamespace
 		} else if why := o.Policy.Refusal(reg.Namespace, ns); why != "" {
 			warn("service %q of job %s/%s: %s", reg.ServiceName, reg.Namespace, reg.JobID, why)
+			continue
+		}
+		if why := addressRefusal(a, reg, s.Jobs[[2]string{reg.Namespace, reg.JobID}]); why != "" {
+			warn("%s", why)
+			refused[a.ID] = m != nil // a meshed allocation's one entry holds all its services, or none
 			continue
 		}
 		// Nomad allows capitals in a service name; Kubernetes names and DNS are lower case.
@@ -71,19 +77,26 @@ func Plan(s State, o Options) Result {
 		}
 	}
 	for _, id := range sortedKeys(endpoints) {
+		if refused[id] {
+			continue
+		}
 		a := s.Allocs[id]
 		m := meshed[identity.Key{Namespace: a.Namespace, Job: a.JobID, Group: a.TaskGroup}]
 		r.Objects = append(r.Objects, workloadEntry(a, m, endpoints[id], services))
 	}
+	for _, k := range sortedServices(services) {
+		r.Objects = append(r.Objects, serviceEntry(services[k], o.Domain))
+	}
+	return r
+}
+
+func sortedServices(services map[[2]string]*service) [][2]string {
 	keys := make([][2]string, 0, len(services))
 	for k := range services {
 		keys = append(keys, k)
 	}
 	sort.Slice(keys, func(i, j int) bool { return keys[i][0]+"/"+keys[i][1] < keys[j][0]+"/"+keys[j][1] })
-	for _, k := range keys {
-		r.Objects = append(r.Objects, serviceEntry(services[k], o.Domain))
-	}
-	return r
+	return keys
 }
 
 func sortedRegs(in []*api.ServiceRegistration) []*api.ServiceRegistration {

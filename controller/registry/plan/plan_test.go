@@ -37,11 +37,11 @@ func plainJob() *api.Job {
 	}}}
 }
 
-func alloc(id, job, group string, hostPort, to int, sidecar string) *api.AllocationListStub {
+func alloc(id, job, group, label, hostIP string, hostPort, to int, sidecar string) *api.AllocationListStub {
 	return &api.AllocationListStub{ID: id, Namespace: "shop", JobID: job, TaskGroup: group,
 		ClientStatus: "running", DesiredStatus: "run",
 		TaskStates:         map[string]*api.TaskState{"sidecar": {State: sidecar}, "app": {State: "running"}},
-		AllocatedResources: &api.AllocatedResources{Shared: api.AllocatedSharedResources{Ports: []api.PortMapping{{Label: "http", Value: hostPort, To: to, HostIP: "10.0.0.1"}}}}}
+		AllocatedResources: &api.AllocatedResources{Shared: api.AllocatedSharedResources{Ports: []api.PortMapping{{Label: label, Value: hostPort, To: to, HostIP: hostIP}}}}}
 }
 
 func reg(id, name, job, allocID, addr string, port int, tags ...string) *api.ServiceRegistration {
@@ -59,10 +59,10 @@ func scenario() State {
 	return State{
 		Jobs: map[[2]string]*api.Job{{"shop", "web"}: meshedJob(), {"shop", "db"}: plainJob()},
 		Allocs: map[string]*api.AllocationListStub{
-			"aaaaaaaa-1111": alloc("aaaaaaaa-1111", "web", "frontend", 25001, 8080, "running"),
-			"bbbbbbbb-2222": alloc("bbbbbbbb-2222", "web", "frontend", 25002, 8080, "running"),
-			"cccccccc-3333": alloc("cccccccc-3333", "web", "frontend", 25003, 8080, "pending"),
-			"dddddddd-4444": alloc("dddddddd-4444", "db", "db", 5432, 0, ""),
+			"aaaaaaaa-1111": alloc("aaaaaaaa-1111", "web", "frontend", "http", "10.0.0.1", 25001, 8080, "running"),
+			"bbbbbbbb-2222": alloc("bbbbbbbb-2222", "web", "frontend", "http", "10.0.0.2", 25002, 8080, "running"),
+			"cccccccc-3333": alloc("cccccccc-3333", "web", "frontend", "http", "10.0.0.3", 25003, 8080, "pending"),
+			"dddddddd-4444": alloc("dddddddd-4444", "db", "db", "pg", "10.0.0.4", 5432, 0, ""),
 		},
 		Services: []*api.ServiceRegistration{
 			reg("r1", "Web", "web", "aaaaaaaa-1111", "10.0.0.1", 25001, "protocol=http"),

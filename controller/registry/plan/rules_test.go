@@ -61,7 +61,7 @@ func TestRefusedGroupHasNoEndpoint(t *testing.T) {
 
 func TestHostPortWithoutMapping(t *testing.T) {
 	s := scenario()
-	s.Allocs["aaaaaaaa-1111"].AllocatedResources = nil // host mode: no `to`
+	s.Allocs["aaaaaaaa-1111"].AllocatedResources.Shared.Ports[0].To = 0 // host mode: no `to`
 	s.Services = s.Services[:1]
 	se := kinds(Plan(s, Options{Domain: "mesh.example"}))["ServiceEntry shop/web"]
 	spec := se.Object["spec"].(map[string]any)
@@ -88,6 +88,8 @@ func TestName(t *testing.T) {
 
 func TestTwoServicesOneEntry(t *testing.T) {
 	s := scenario()
+	shared := &s.Allocs["aaaaaaaa-1111"].AllocatedResources.Shared
+	shared.Ports = append(shared.Ports, api.PortMapping{Label: "admin", Value: 25009, HostIP: "10.0.0.1"})
 	s.Services = append(s.Services[:1], reg("r5", "web-admin", "web", "aaaaaaaa-1111", "10.0.0.1", 25009, "protocol=grpc"))
 	got := kinds(Plan(s, Options{Domain: "cluster.local"}))
 	we := got["WorkloadEntry shop/web-frontend-aaaaaaaa"]
