@@ -81,6 +81,17 @@ func TestRegistration(t *testing.T) {
 			plainReg.Address, plainReg.Port)
 		return fmt.Sprint(eps) == want && len(addrs) > 0, fmt.Sprintf("endpoints %v (want %s), status addresses %v", eps, want, addrs)
 	})
+	// The same plan that wrote reg-plain left out the job's own address: no ServiceEntry for it. Nomad did
+	// register it, so the controller saw it.
+	if forged := registrationOf(t, agent.Client, "reg-forged", plain.ID); forged.Address != "172.26.64.250" {
+		t.Fatalf("reg-forged registered at %s, want the jobspec's address", forged.Address)
+	}
+	noForged := func(when string) {
+		if _, err := dyn.Resource(apply.Resources["ServiceEntry"]).Namespace("default").Get(context.Background(), "reg-forged", getOpts); err == nil {
+			t.Errorf("%s: a ServiceEntry for reg-forged, at the address its job chose", when)
+		}
+	}
+	noForged("with reg-plain's")
 
 	// Health: the check failing takes the allocation out, passing again brings it back.
 	unhealthy := filepath.Join(agent.AllocDir(web.ID), "alloc", "unhealthy")
@@ -93,6 +104,7 @@ func TestRegistration(t *testing.T) {
 	}
 	waitObject(t, dyn, "WorkloadEntry", weName, true)
 
+	noForged("after the reconciles of the health steps")
 	agent.StopJob(t, "reg-plain")
 	waitObject(t, dyn, "ServiceEntry", "reg-plain", false)
 	agent.StopJob(t, "reg-web")
