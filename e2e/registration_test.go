@@ -77,7 +77,7 @@ func TestRegistration(t *testing.T) {
 		}
 		eps, _, _ := unstructured.NestedSlice(o.Object, "spec", "endpoints")
 		addrs, _, _ := unstructured.NestedSlice(o.Object, "status", "addresses")
-		want := fmt.Sprintf("[map[address:%s labels:map[security.istio.io/tlsMode:disabled] ports:map[tcp-reg-plain:%d]]]",
+		want := fmt.Sprintf("[map[address:%s labels:map[security.istio.io/tlsMode:disabled] ports:map[http-reg-plain:%d]]]",
 			plainReg.Address, plainReg.Port)
 		return fmt.Sprint(eps) == want && len(addrs) > 0, fmt.Sprintf("endpoints %v (want %s), status addresses %v", eps, want, addrs)
 	})

@@ -60,7 +60,7 @@ func Plan(s State, o Options) Result {
 		k := [2]string{ns, name}
 		svc := services[k]
 		if svc == nil {
-			svc = &service{namespace: ns, name: name, meshed: m != nil, protocol: protocol(reg, warn),
+			svc = &service{namespace: ns, name: name, meshed: m != nil, protocol: protocol(a, reg, warn),
 				number: appPort(a, reg), nomad: map[string]bool{}}
 			services[k] = svc
 		}
@@ -110,10 +110,13 @@ func sortedRegs(in []*api.ServiceRegistration) []*api.ServiceRegistration {
 	return out
 }
 
-// Protocols a service may declare with the tag protocol=<p>; anything else is tcp, with a warning.
+// Protocols a service may declare with the tag protocol=<p>, or by its port's label named as Istio names a
+// port (<protocol> or <protocol>-<suffix>); anything else is tcp, a tag with a warning.
 var Protocols = map[string]bool{"http": true, "http2": true, "grpc": true, "tcp": true, "tls": true}
 
-func protocol(reg *api.ServiceRegistration, warn func(string, ...any)) string {
+// protocol is the service's: its protocol=<p> tag, else its port label's prefix, else tcp.
+func protocol(a *api.AllocationListStub, reg *api.ServiceRegistration, warn func(string, ...any)) string {
+	declared := false
 	for _, t := range reg.Tags {
 		p, ok := strings.CutPrefix(t, "protocol=")
 		if !ok {
@@ -122,10 +125,27 @@ func protocol(reg *api.ServiceRegistration, warn func(string, ...any)) string {
 		if Protocols[p] {
 			return p
 		}
+		declared = true
 		warn("service %q of job %s/%s: tag %q: want protocol=http, http2, grpc, tcp or tls; using tcp",
 			reg.ServiceName, reg.Namespace, reg.JobID, t)
 	}
+	// A tag that says something else is still the job's declaration: not overridden by the label.
+	if p, _, _ := strings.Cut(strings.ToLower(portLabel(a, reg)), "-"); !declared && Protocols[p] {
+		return p
+	}
 	return "tcp"
+}
+
+// portLabel is the label of the allocation's port the service registered, "" when none matches.
+func portLabel(a *api.AllocationListStub, reg *api.ServiceRegistration) string {
+	if a.AllocatedResources != nil {
+		for _, p := range a.AllocatedResources.Shared.Ports {
+			if p.Value == reg.Port {
+				return p.Label
+			}
+		}
+	}
+	return ""
 }
 
 // appPort is the port the app listens on: the mapped port's `to` where the group maps one, else the host port.
