@@ -83,9 +83,10 @@ func listenerFor(entries []xds.Entry, dst netip.AddrPort) *listenerv3.Listener {
 			addrs = append(addrs, a.GetAddress())
 		}
 		for _, a := range addrs {
-			ap, ok := socketAddrPort(a.GetSocketAddress())
+			ap, err := addrPortOf(a.GetSocketAddress())
+			ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 			switch {
-			case !ok || ap.Port() != dst.Port():
+			case err != nil || ap.Port() != dst.Port():
 			case ap.Addr() == dst.Addr():
 				return l
 			case ap.Addr().IsUnspecified() && ap.Addr().Is4() == dst.Addr().Is4():
@@ -94,14 +95,6 @@ func listenerFor(entries []xds.Entry, dst netip.AddrPort) *listenerv3.Listener {
 		}
 	}
 	return wildcard
-}
-
-func socketAddrPort(sa *corev3.SocketAddress) (netip.AddrPort, bool) {
-	a, err := netip.ParseAddr(sa.GetAddress())
-	if err != nil || sa.GetPortValue() > 0xffff {
-		return netip.AddrPort{}, false
-	}
-	return netip.AddrPortFrom(a.Unmap(), uint16(sa.GetPortValue())), true
 }
 
 // filterChainFor narrows the filter chains as Envoy does, criterion by criterion in Envoy's order, keeping at
@@ -202,18 +195,9 @@ func chainCluster(snap xds.Snapshot, fc *listenerv3.FilterChain, dst netip.AddrP
 	}
 	rc := hcm.GetRouteConfig()
 	if name := hcm.GetRds().GetRouteConfigName(); name != "" {
-		rc = routeConfiguration(snap.Routes, name)
+		rc = findEntry[*routev3.RouteConfiguration](snap.Routes, name)
 	}
 	return routeCluster(virtualHostFor(rc, dst))
-}
-
-func routeConfiguration(entries []xds.Entry, name string) *routev3.RouteConfiguration {
-	for _, e := range entries {
-		if rc, ok := e.Resource.(*routev3.RouteConfiguration); ok && e.Name == name {
-			return rc
-		}
-	}
-	return nil
 }
 
 // virtualHostFor matches dst's address, with or without its port, against the domains exactly, else takes the

@@ -18,7 +18,7 @@ import (
 // (Istio's PassthroughCluster), else the healthy ones of its load assignment, EDS's for an EDS cluster, its own
 // for the others (BlackHoleCluster has none; a DNS cluster's are host names, which the dial resolves).
 func clusterEndpoints(snap xds.Snapshot, name string, dst netip.AddrPort) ([]string, error) {
-	c := findCluster(snap.Clusters, name)
+	c := findEntry[*clusterv3.Cluster](snap.Clusters, name)
 	switch {
 	case c == nil:
 		return nil, fmt.Errorf("cluster %s is not in CDS", name)
@@ -33,7 +33,7 @@ func clusterEndpoints(snap xds.Snapshot, name string, dst netip.AddrPort) ([]str
 		if service == "" {
 			service = name
 		}
-		cla = findAssignment(snap.Endpoints, service)
+		cla = findEntry[*endpointv3.ClusterLoadAssignment](snap.Endpoints, service)
 	}
 	eps := healthyEndpoints(cla)
 	if len(eps) == 0 {
@@ -42,22 +42,15 @@ func clusterEndpoints(snap xds.Snapshot, name string, dst netip.AddrPort) ([]str
 	return eps, nil
 }
 
-func findCluster(entries []xds.Entry, name string) *clusterv3.Cluster {
+// findEntry is the resource of type T named name among one type's entries, nil (T's zero) when absent.
+func findEntry[T any](entries []xds.Entry, name string) T {
 	for _, e := range entries {
-		if c, ok := e.Resource.(*clusterv3.Cluster); ok && e.Name == name {
-			return c
+		if r, ok := e.Resource.(T); ok && e.Name == name {
+			return r
 		}
 	}
-	return nil
-}
-
-func findAssignment(entries []xds.Entry, name string) *endpointv3.ClusterLoadAssignment {
-	for _, e := range entries {
-		if cla, ok := e.Resource.(*endpointv3.ClusterLoadAssignment); ok && e.Name == name {
-			return cla
-		}
-	}
-	return nil
+	var zero T
+	return zero
 }
 
 // healthyEndpoints are the HEALTHY and UNKNOWN (not health checked) socket addresses of the highest priority
