@@ -87,15 +87,6 @@ func (c *controllerProc) stop() {
 	<-c.done
 }
 
-// rss is the controller's resident memory now.
-func (c *controllerProc) rss(b *testing.B) uint64 {
-	m, err := harness.ProcMem(c.cmd.Process.Pid)
-	if err != nil {
-		b.Fatalf("the controller's memory: %v", err)
-	}
-	return m.RSS
-}
-
 func tail(s string, n int) string {
 	if len(s) <= n {
 		return s

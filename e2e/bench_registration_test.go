@@ -63,11 +63,8 @@ func BenchmarkRegistration(b *testing.B) {
 	r.registerIdentityJob()
 	inCatalog := r.registerCatalog()
 	ctrl, st := r.fullSync()
-	ctrlRSS := ctrl.rss(b)
-	istiodMem, err := harness.ProcMem(r.cp.IstiodPID())
-	if err != nil {
-		b.Fatalf("istiod's memory: %v", err)
-	}
+	ctrlRSS := procMem(b, ctrl.cmd.Process.Pid).RSS
+	istiodMem := procMem(b, r.cp.IstiodPID())
 	prop := r.propagation()
 	resync := r.restartSync(ctrl)
 

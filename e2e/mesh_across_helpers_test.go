@@ -84,7 +84,7 @@ func runningAllocs(t *testing.T, agent *harness.Agent, jobID string, n int) []*a
 				continue
 			}
 			wanted++
-			if s.ClientStatus == api.AllocClientStatusRunning && allTasksRunning(s.TaskStates) {
+			if harness.AllTasksRunning(s) {
 				ids = append(ids, s.ID)
 			}
 		}
@@ -99,15 +99,6 @@ func runningAllocs(t *testing.T, agent *harness.Agent, jobID string, n int) []*a
 		out = append(out, al)
 	}
 	return out
-}
-
-func allTasksRunning(states map[string]*api.TaskState) bool {
-	for _, st := range states {
-		if st.State != harness.TaskStateRunning {
-			return false
-		}
-	}
-	return len(states) > 0
 }
 
 // waitDeployment waits until the job's latest deployment is successful: Nomad refuses to scale a job while
